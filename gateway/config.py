@@ -1,0 +1,624 @@
+"""The configuration file (CONTRACT section 3), validated before anything touches a wire.
+
+Validation runs in two passes.  pydantic checks the shape: unknown keys, types,
+durations, OBIS syntax.  Then :func:`_check_semantics` checks what only the
+whole file can tell: a meter's link exists, its address fits its protocol, two
+meters on one link do not share an address, its profile exists, every point is
+complete for its protocol.  Each problem is one :class:`ConfigError` naming its
+key path, so ``meterlink check`` can print them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from gateway.durations import parse_duration
+from gateway.errors import ConfigError
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+UNITS = ("Wh", "kWh", "MWh", "varh", "kvarh", "Mvarh", "VAh", "kVAh", "W", "kW", "MW", "var", "kvar",
+         "Mvar", "VA", "kVA", "MVA", "V", "kV", "A", "Hz", "", "°", "s", "%")
+PROTOCOLS = ("modbus", "dlms", "dlt645")
+SUPPORTED_PROTOCOLS = ("modbus",)
+
+REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
+                  "int64": 4, "uint64": 4, "float64": 4}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _obis(value: object) -> str:
+    if not isinstance(value, str) or not OBIS_RE.match(value):
+        raise ValueError(f"{value!r} is not an OBIS code (six dotted groups A.B.C.D.E.F, e.g. 1.0.1.8.0.255)")
+    if any(int(g) > 255 for g in value.split(".")):
+        raise ValueError(f"{value!r} is not an OBIS code (each group is 0-255)")
+    return value
+
+
+def _decimal(value: object) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        d = Decimal(str(value)) if isinstance(value, int | float | str) else None
+    except InvalidOperation:
+        d = None
+    if d is None or not d.is_finite():
+        raise ValueError(f"{value!r} is not a number")
+    return d
+
+
+Obis = Annotated[str, BeforeValidator(_obis)]
+Scale = Annotated[Decimal, BeforeValidator(_decimal)]
+
+
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+
+class PointConfig(_Model):
+    """A point as written in a meter's ``points`` or a profile's group; protocol keys are all optional here."""
+
+    obis: Obis
+    name: str | None = None
+    unit: str | None = None
+    interval: Duration | None = None
+    # modbus
+    register: int | None = Field(default=None, ge=0, le=65535)
+    function: Literal["input", "holding"] | None = None
+    type: Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"] | None = None
+    word_order: Literal["big", "little"] | None = None
+    scale: Scale | None = None
+    # dlt645
+    di: str | None = None
+    # dlms
+    class_id: int | None = Field(default=None, ge=0, le=65535)
+    attribute: int | None = Field(default=None, ge=1, le=127)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a snake_case name")
+        return v
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str | None) -> str | None:
+        if v is not None and v not in UNITS:
+            known = " ".join(u or '""' for u in UNITS)
+            raise ValueError(f"{v!r} is not a known unit ({known})")
+        return v
+
+
+class SerialLinkConfig(_Model):
+    type: Literal["serial"]
+    port: str = Field(min_length=1)
+    baudrate: int | None = Field(default=None, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] | None = None
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    timeout: Duration = 1.0
+    retries: int = Field(default=1, ge=0, le=5)
+
+
+class TcpLinkConfig(_Model):
+    type: Literal["tcp"]
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    timeout: Duration = 1.0
+    retries: int = Field(default=1, ge=0, le=5)
+    framing: Literal["socket", "rtu"] = "socket"
+
+
+LinkConfig = Annotated[SerialLinkConfig | TcpLinkConfig, Field(discriminator="type")]
+
+
+class MeterConfig(_Model):
+    link: str
+    protocol: Literal["modbus", "dlms", "dlt645"]
+    address: int | str | dict[str, int | str]
+    profile: str | None = None
+    interval: Duration = 60.0
+    enabled: bool = True
+    points: list[PointConfig] = Field(default_factory=list)
+    # modbus request planning (the largest block a meter answers, the gap worth bridging)
+    max_registers: int | None = Field(default=None, ge=1, le=125)
+    max_gap: int | None = Field(default=None, ge=0, le=124)
+    # dlms
+    transport: Literal["hdlc", "wrapper", "push"] | None = None
+    auth: Literal["none", "lls", "hls-gmac"] | None = None
+    password_file: str | None = None
+    auth_key_file: str | None = None
+    enc_key_file: str | None = None
+    serial: str | None = None
+
+
+class GatewayConfig(_Model):
+    id: str = "gw-01"
+    data_dir: str = "./data"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError(f"{v!r} may only hold letters, digits, '_' and '-' (it appears in topics and tags)")
+        return v
+
+
+class JournalConfig(_Model):
+    max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    max_age: Duration = 30 * 86400.0
+
+
+class TlsConfig(_Model):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+
+class MqttConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    prefix: str = "meterlink"
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_file: str | None = None
+    tls: TlsConfig | None = None
+    commands: bool = True
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    homeassistant: bool = False
+
+
+class InfluxConfig(_Model):
+    url: str
+    token: str | None = Field(default=None, repr=False)
+    token_file: str | None = None
+    org: str = ""
+    bucket: str = "meters"
+    measurement: str = "meter"
+    precision: Literal["s", "ms", "us", "ns"] = "ms"
+
+
+class SinksConfig(_Model):
+    mqtt: MqttConfig | None = None
+    influxdb: InfluxConfig | None = None
+
+
+class HttpConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
+class ProfileGroup(_Model):
+    interval: Duration | None = None
+    points: list[PointConfig]
+
+
+class ProfileConfig(_Model):
+    """A device profile file (``config/profiles/README.md``)."""
+
+    name: str
+    protocol: Literal["modbus", "dlms", "dlt645"]
+    manufacturer: str | None = None
+    model: str | None = None
+    source: str | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    max_registers: int | None = Field(default=None, ge=1, le=125)
+    max_gap: int | None = Field(default=None, ge=0, le=124)
+    groups: list[ProfileGroup]
+
+
+class FileConfig(_Model):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
+    links: dict[str, LinkConfig]
+    meters: dict[str, MeterConfig]
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    http: HttpConfig | None = None
+
+
+# ---------------------------------------------------------------------------
+# Resolved configuration: what the scheduler and the drivers work with.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    """A point with every default applied (profile defaults, meter interval)."""
+
+    obis: str
+    name: str
+    unit: str
+    interval: float
+    register: int | None = None
+    function: str = "holding"
+    type: str = "uint16"
+    word_order: str = "big"
+    scale: Decimal = Decimal(1)
+    di: str | None = None
+    class_id: int | None = None
+    attribute: int = 2
+
+    @property
+    def words(self) -> int:
+        return REGISTER_WORDS[self.type]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Meter:
+    id: str
+    link: str
+    protocol: str
+    address: Any
+    points: tuple[Point, ...]
+    config: MeterConfig
+    max_registers: int = 125
+    max_gap: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    id: str
+    config: SerialLinkConfig | TcpLinkConfig
+    protocol: str
+    baudrate: int = 9600
+    parity: str = "N"
+
+    @property
+    def timeout(self) -> float:
+        return self.config.timeout
+
+    @property
+    def tries(self) -> int:
+        return 1 + self.config.retries
+
+    def describe(self) -> str:
+        c = self.config
+        if isinstance(c, SerialLinkConfig):
+            return f"{c.port} {self.baudrate} {c.bytesize}{self.parity}{c.stopbits}"
+        return f"{c.host}:{c.port}" + (" (rtu framing)" if c.framing == "rtu" else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    gateway: GatewayConfig
+    journal: JournalConfig
+    links: dict[str, Link]
+    meters: dict[str, Meter]
+    sinks: SinksConfig
+    http: HttpConfig | None
+    path: Path | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def data_dir(self) -> Path:
+        p = Path(self.gateway.data_dir)
+        if not p.is_absolute() and self.path is not None and self.gateway.data_dir.startswith(".."):
+            return (self.path.parent / p).resolve()
+        return p
+
+    def reads_per_hour(self) -> float:
+        return sum(3600.0 / p.interval for m in self.meters.values() for p in m.points)
+
+    def summary(self) -> str:
+        points = sum(len(m.points) for m in self.meters.values())
+        return (f"{self.path or 'config'}: ok: gateway {self.gateway.id}, {len(self.links)} links, "
+                f"{len(self.meters)} meters, {points} points, {self.reads_per_hour():,.0f} reads per hour")
+
+
+class ConfigProblems(Exception):
+    """Every problem found in one configuration file."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------------------
+
+
+def _key_path(loc: tuple[int | str, ...], drop_tags: bool = True) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        # discriminated unions put the tag into the location: links.rs485-1.serial.port
+        if drop_tags and i == 2 and loc[0] == "links" and item in ("serial", "tcp"):
+            continue
+        if drop_tags and isinstance(item, str) and (item.startswith("function-") or item in (
+                "int", "str", "dict[str,union[int,str]]")):
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[ConfigError]:
+    problems: list[ConfigError] = []
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        path = _key_path(loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "literal_error":
+            msg = f"{err.get('input')!r}: " + msg.replace("Input should be", "must be")
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif err["type"] == "union_tag_invalid":
+            tag = err.get("ctx", {}).get("tag")
+            msg = f"{tag!r}: must be 'serial' or 'tcp'"
+            path += ".type"
+        elif err["type"] == "union_tag_not_found":
+            msg = "required key is missing (serial | tcp)"
+            path += ".type"
+        else:
+            msg = msg.replace("Input should be", "must be")
+        if path in seen and err["type"] in ("int_type", "string_type", "dict_type", "int_parsing"):
+            continue  # a union reports each alternative; one line is enough
+        seen.add(path)
+        problems.append(ConfigError(path, msg))
+    return problems
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigProblems([ConfigError("", f"{path}: no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigProblems([ConfigError("", f"{path}: cannot read: {exc}")]) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigProblems([ConfigError("", f"{where}: YAML syntax error: {problem}")]) from exc
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Load and validate a configuration file; raises :class:`ConfigProblems` listing every problem."""
+    p = Path(path)
+    raw = load_yaml(p)
+    return parse_config(raw, base=p.parent, path=p)
+
+
+def parse_config(raw: Any, *, base: Path | None = None, path: Path | None = None) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigProblems([ConfigError("", "the file must hold a mapping with 'links' and 'meters'")])
+    try:
+        fc = FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigProblems(_pydantic_problems(exc)) from None
+    return _check_semantics(fc, base or Path.cwd(), path)
+
+
+# ---------------------------------------------------------------------------
+
+_PROTOCOL_LINE_DEFAULTS = {"modbus": (9600, "E"), "dlt645": (2400, "E"), "dlms": (9600, "N")}
+
+
+def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
+    from gateway.profiles import ProfileError, load_profile  # profiles import this module
+
+    problems: list[ConfigError] = []
+
+    # which protocol each link carries: one per link
+    link_protocol: dict[str, str] = {}
+    for mid, m in fc.meters.items():
+        if m.link not in fc.links:
+            known = ", ".join(sorted(fc.links)) or "none"
+            problems.append(ConfigError(f"meters.{mid}.link", f"no link named {m.link!r} (links: {known})"))
+            continue
+        other = link_protocol.setdefault(m.link, m.protocol)
+        if other != m.protocol:
+            problems.append(ConfigError(
+                f"meters.{mid}.protocol",
+                f"{m.protocol} on link {m.link!r}, which already carries {other}: one protocol per link"))
+    for lid in fc.links:
+        if not ID_RE.match(lid):
+            problems.append(ConfigError(f"links.{lid}", "a link id may only hold letters, digits, '_' and '-'"))
+
+    links: dict[str, Link] = {}
+    for lid, lc in fc.links.items():
+        proto = link_protocol.get(lid, "modbus")
+        baud, parity = _PROTOCOL_LINE_DEFAULTS[proto]
+        if isinstance(lc, SerialLinkConfig):
+            baud = lc.baudrate or baud
+            parity = lc.parity or parity
+        elif proto != "modbus" and lc.framing != "socket":
+            problems.append(ConfigError(f"links.{lid}.framing", f"only modbus uses framing; this link carries {proto}"))
+        links[lid] = Link(id=lid, config=lc, protocol=proto, baudrate=baud, parity=parity)
+
+    meters: dict[str, Meter] = {}
+    addresses: dict[tuple[str, str], str] = {}
+    for mid, m in fc.meters.items():
+        key = f"meters.{mid}"
+        if not ID_RE.match(mid):
+            problems.append(ConfigError(key, "a meter id may only hold letters, digits, '_' and '-'"))
+        if m.protocol not in SUPPORTED_PROTOCOLS:
+            problems.append(ConfigError(f"{key}.protocol",
+                                        f"{m.protocol} is not supported by this build yet (supported: "
+                                        f"{', '.join(SUPPORTED_PROTOCOLS)})"))
+            continue
+        addr_problem, norm = _check_address(m)
+        if addr_problem:
+            problems.append(ConfigError(f"{key}.address", addr_problem))
+        elif m.link in fc.links:
+            prev = addresses.get((m.link, str(norm)))
+            if prev is not None:
+                problems.append(ConfigError(f"{key}.address",
+                                            f"{norm} is already the address of meter {prev} on link {m.link!r}"))
+            else:
+                addresses[(m.link, str(norm))] = mid
+        if m.protocol == "modbus" and m.link in fc.links:
+            lc = fc.links[m.link]
+            if isinstance(lc, TcpLinkConfig) and lc.framing == "socket" and norm == 0:
+                problems.append(ConfigError(f"{key}.address", "0 is the broadcast address, no meter answers it"))
+
+        profile = None
+        if m.profile is not None:
+            try:
+                profile = load_profile(m.profile, base=base)
+            except ProfileError as exc:
+                problems.append(ConfigError(f"{key}.profile", str(exc)))
+                continue
+            if profile.protocol != m.protocol:
+                problems.append(ConfigError(f"{key}.profile",
+                                            f"{m.profile} is a {profile.protocol} profile, the meter speaks {m.protocol}"))
+                continue
+        points, point_problems = resolve_points(m, profile, key)
+        problems.extend(point_problems)
+        if not points and not point_problems:
+            problems.append(ConfigError(f"{key}.points", "the meter has no points (name a profile or list points)"))
+        max_regs = m.max_registers or (profile.max_registers if profile else None) or 125
+        max_gap = m.max_gap if m.max_gap is not None else (profile.max_gap if profile and profile.max_gap
+                                                           is not None else 0)
+        meters[mid] = Meter(id=mid, link=m.link, protocol=m.protocol, address=norm, points=tuple(points),
+                            config=m, max_registers=max_regs, max_gap=max_gap)
+
+    _check_sinks(fc, problems)
+    if problems:
+        raise ConfigProblems(problems)
+    enabled = {k: v for k, v in meters.items() if v.config.enabled}
+    used_links = {k: v for k, v in links.items()}
+    return Config(gateway=fc.gateway, journal=fc.journal, links=used_links, meters=enabled, sinks=fc.sinks,
+                  http=fc.http, path=path)
+
+
+def _check_address(m: MeterConfig) -> tuple[str | None, Any]:
+    a = m.address
+    if m.protocol == "modbus":
+        if isinstance(a, bool) or not isinstance(a, int):
+            return f"{a!r} is not a unit id (1-247)", a
+        if not 0 <= a <= 247:
+            return f"{a} is not a unit id (1-247)", a
+        return None, a
+    if m.protocol == "dlt645":
+        s = str(a)
+        if not re.fullmatch(r"\d{12}", s):
+            return f"{a!r} is not a DL/T 645 address (12 digits as on the nameplate, quoted)", a
+        return None, s
+    if not isinstance(a, dict):
+        return f"{a!r} is not a DLMS address ({{client: 16, logical: 1, physical: 17}})", a
+    return None, a
+
+
+def resolve_points(m: MeterConfig, profile: ProfileConfig | None, key: str) -> tuple[list[Point], list[ConfigError]]:
+    """Merge profile and meter points (a meter point replaces the profile's point with its OBIS code)."""
+    merged: dict[str, tuple[str, dict[str, Any]]] = {}
+    if profile is not None:
+        for gi, group in enumerate(profile.groups):
+            for pi, pc in enumerate(group.points):
+                d = dict(profile.defaults)
+                d.update(pc.model_dump(exclude_none=True))
+                d.setdefault("interval", group.interval)
+                merged[pc.obis] = (f"profile {profile.name}: groups[{gi}].points[{pi}]", d)
+    seen: set[str] = set()
+    for pi, pc in enumerate(m.points):
+        where = f"{key}.points[{pi}]"
+        if pc.obis in seen:
+            return [], [ConfigError(f"{where}.obis", f"{pc.obis} is listed twice for this meter")]
+        seen.add(pc.obis)
+        base = dict(profile.defaults) if profile is not None else {}
+        if pc.obis in merged:
+            base.update(merged[pc.obis][1])
+        base.update(pc.model_dump(exclude_none=True))
+        merged[pc.obis] = (where, base)
+
+    points: list[Point] = []
+    problems: list[ConfigError] = []
+    names: dict[str, str] = {}
+    for obis, (where, d) in merged.items():
+        try:
+            point = _make_point(m, obis, d)
+        except ConfigError as exc:
+            problems.append(ConfigError(f"{where}.{exc.key_path}" if exc.key_path else where, exc.message))
+            continue
+        if point.name in names:
+            problems.append(ConfigError(f"{where}.name", f"{point.name!r} is also the name of {names[point.name]}"))
+            continue
+        names[point.name] = obis
+        points.append(point)
+    return points, problems
+
+
+def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
+    interval = d.get("interval") or m.interval
+    if isinstance(interval, str):
+        interval = parse_duration(interval)
+    name = d.get("name") or "obis_" + obis.replace(".", "_")
+    unit = d.get("unit", "")
+    common = {"obis": obis, "name": name, "unit": unit, "interval": float(interval)}
+    if m.protocol == "modbus":
+        for k in ("di", "class_id", "attribute"):
+            if k in d:
+                raise ConfigError(k, "is not a modbus key (register, function, type, word_order, scale)")
+        if "register" not in d:
+            raise ConfigError("register", "required for a modbus point")
+        typ = d.get("type", "uint16")
+        if typ not in REGISTER_WORDS:
+            raise ConfigError("type", f"{typ!r} is not a register type ({' '.join(REGISTER_WORDS)})")
+        word_order = d.get("word_order", "big")
+        if REGISTER_WORDS[typ] == 1 and word_order != "big":
+            raise ConfigError("word_order", f"{typ} is one register: it has no word order")
+        reg = int(d["register"])
+        if reg + REGISTER_WORDS[typ] > 65536:
+            raise ConfigError("register", f"{reg:#06x} + {REGISTER_WORDS[typ]} registers runs past 0xFFFF")
+        scale = d.get("scale", Decimal(1))
+        scale = scale if isinstance(scale, Decimal) else _decimal(scale)
+        if scale == 0:
+            raise ConfigError("scale", "0 would turn every value into 0")
+        return Point(**common, register=reg, function=d.get("function", "holding"), type=typ,
+                     word_order=word_order, scale=scale)
+    if m.protocol == "dlt645":
+        di = d.get("di")
+        if not di or not re.fullmatch(r"[0-9A-Fa-f]{8}", str(di)):
+            raise ConfigError("di", f"{di!r} is not a data identifier (8 hex digits DI3..DI0, e.g. '00010000')")
+        return Point(**common, di=str(di).upper())
+    class_id = d.get("class_id", 3)
+    return Point(**common, class_id=class_id, attribute=d.get("attribute", 2))
+
+
+def _check_sinks(fc: FileConfig, problems: list[ConfigError]) -> None:
+    mq = fc.sinks.mqtt
+    if mq is not None:
+        if mq.password is not None and mq.password_file is not None:
+            problems.append(ConfigError("sinks.mqtt.password_file", "give password or password_file, not both"))
+        if (mq.password is not None or mq.password_file is not None) and mq.username is None:
+            problems.append(ConfigError("sinks.mqtt.username", "required when a password is given"))
+        if mq.tls is not None and (mq.tls.cert_file is None) != (mq.tls.key_file is None):
+            problems.append(ConfigError("sinks.mqtt.tls", "cert_file and key_file go together"))
+        if not re.fullmatch(r"[^#+\s]+", mq.prefix):
+            problems.append(ConfigError("sinks.mqtt.prefix", f"{mq.prefix!r} may not hold '#', '+' or spaces"))
+    ix = fc.sinks.influxdb
+    if ix is not None:
+        if ix.token is not None and ix.token_file is not None:
+            problems.append(ConfigError("sinks.influxdb.token_file", "give token or token_file, not both"))
+        if not re.match(r"^https?://", ix.url):
+            problems.append(ConfigError("sinks.influxdb.url", f"{ix.url!r} is not an http:// or https:// URL"))

@@ -1,0 +1,69 @@
+"""The one driver interface every protocol implements.
+
+A driver owns one link (an RS-485 bus or a TCP endpoint) and the protocol
+spoken on it.  The scheduler hands it *all* of one meter's points that are due
+at one moment as one batch, so the driver can read them in as few
+transactions as the protocol allows (block reads, GET-with-list, ``FF``
+data-identifier blocks).  The scheduler guarantees one ``read`` at a time per
+driver: a link carries one transaction at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from gateway.config import Link, Meter, Point
+from gateway.reading import Quality
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointResult:
+    """What a driver made of one point: a value, or why there is none."""
+
+    point: Point
+    value: Decimal | None
+    quality: Quality = Quality.GOOD
+    meter_ts: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def invalid(cls, point: Point, error: str) -> PointResult:
+        return cls(point=point, value=None, quality=Quality.INVALID, error=error)
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """What a link did, for utilization and error figures."""
+
+    transactions: int = 0
+    timeouts: int = 0
+    frame_errors: int = 0
+    rejections: int = 0
+
+
+class Driver(Protocol):
+    """One link's protocol driver; created by :func:`drivers.create_driver`."""
+
+    link: Link
+    counters: LinkCounters
+
+    async def open(self) -> None:
+        """Open the channel; raise :class:`gateway.errors.LinkError` with a plain reason when it cannot."""
+
+    async def close(self) -> None: ...
+
+    async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
+        """Read ``points`` of ``meter`` in as few transactions as possible.
+
+        Per-point problems (an exception reply, an impossible value) come back
+        as ``invalid`` results.  When the meter as a whole cannot be read (it
+        does not answer within the link's timeout x tries, or the link is
+        down) the driver raises :class:`MeterTimeout` or :class:`LinkError`
+        at once instead of trying the remaining transactions, so a silent
+        meter costs the bus at most one timeout x tries per cycle.
+        """
+        ...

@@ -1,0 +1,43 @@
+"""One error hierarchy for the whole gateway.
+
+Drivers, codecs and the configuration raise these types where the fault is
+found; foreign errors (pyserial, pymodbus, sqlite) are wrapped at the boundary
+with ``raise ... from exc``.  The scheduler decides from the type alone what to
+do: timeouts and link errors are retried, rejections become ``invalid``
+readings, frame errors count as a failed transaction.
+"""
+
+from __future__ import annotations
+
+
+class MeterlinkError(Exception):
+    """Root of every error Meterlink raises on purpose."""
+
+
+class ConfigError(MeterlinkError):
+    """A configuration problem, located by its key path (``meters.m-0001.address``)."""
+
+    def __init__(self, key_path: str, message: str) -> None:
+        super().__init__(f"{key_path}: {message}" if key_path else message)
+        self.key_path = key_path
+        self.message = message
+
+
+class FrameError(MeterlinkError):
+    """Bytes from a meter that do not form a valid frame (checksum, length, BCD, ...)."""
+
+
+class MeterTimeout(MeterlinkError):
+    """The meter did not answer within the link's timeout (after the link's tries)."""
+
+
+class MeterRejected(MeterlinkError):
+    """The meter answered with a protocol error reply; ``code`` is the meter's own error code."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LinkError(MeterlinkError):
+    """The channel itself failed: serial port missing or busy, TCP connection refused or lost."""

@@ -1,0 +1,234 @@
+"""The link scheduler: when each meter's points are read, one transaction at a time per link.
+
+Intervals are aligned to wall-clock boundaries in gateway local time (a 15 min
+group is read at :00, :15, :30, :45; a 1 d group at midnight), after one full
+read of every meter at start.  All of one meter's points due at one moment go
+to the driver as one batch.  A meter that does not answer costs the bus one
+``timeout x tries``, is reported offline and retried with capped exponential
+backoff while the other meters on the link keep their schedule.  A poll that
+starts more than :data:`LATE_AFTER` seconds after its moment is counted late;
+moments that passed while a poll could not start are counted as missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from gateway import logs
+from gateway.config import Link, Meter, Point
+from gateway.driver import Driver, PointResult
+from gateway.errors import LinkError, MeterlinkError
+from gateway.reading import Quality, Reading
+
+LATE_AFTER = 1.0  # seconds: a poll starting later than this after its moment is late
+BACKOFF_CAP = 300.0  # seconds between tries of an offline meter, at most
+
+
+def local_offset() -> float:
+    off = datetime.now().astimezone().utcoffset()
+    return off.total_seconds() if off else 0.0
+
+
+def next_moment(interval: float, after: float, offset: float = 0.0) -> float:
+    """The first moment strictly after ``after`` that is a whole multiple of ``interval`` in local time."""
+    k = math.floor((after + offset) / interval) + 1
+    return k * interval - offset
+
+
+@dataclass
+class Group:
+    interval: float
+    points: tuple[Point, ...]
+    next_due: float = 0.0
+
+
+@dataclass
+class MeterState:
+    meter: Meter
+    groups: list[Group]
+    online: bool | None = None
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    polls_ok: int = 0
+    polls_failed: int = 0
+    points_invalid: int = 0
+    late_polls: int = 0
+    missed_polls: int = 0
+    last_latency: float | None = None
+
+    def next_due(self) -> float:
+        return max(min(g.next_due for g in self.groups), self.retry_at)
+
+    def status(self) -> dict[str, object]:
+        from gateway.reading import format_ts
+
+        return {"online": self.online, "last_ok": format_ts(self.last_ok) if self.last_ok else None,
+                "error": self.last_error}
+
+
+@dataclass
+class LinkState:
+    link: Link
+    started: float = field(default_factory=time.monotonic)
+    busy: float = 0.0
+    polls: int = 0
+    errors: int = 0
+    open: bool = False
+    last_error: str | None = None
+
+    def utilization(self) -> float:
+        wall = time.monotonic() - self.started
+        return self.busy / wall if wall > 0 else 0.0
+
+
+BatchSink = Callable[[Meter, datetime, list[Reading]], Awaitable[None]]
+StatusSink = Callable[[MeterState], None]
+
+
+def to_readings(gateway: str, meter: Meter, ts: datetime, results: Sequence[PointResult]) -> list[Reading]:
+    return [Reading(gateway=gateway, meter=meter.id, obis=r.point.obis, name=r.point.name, value=r.value,
+                    unit=r.point.unit, ts=ts, meter_ts=r.meter_ts, quality=r.quality, error=r.error)
+            for r in results]
+
+
+class LinkScheduler:
+    """Polls the meters of one link; one instance per link, all links run concurrently."""
+
+    def __init__(self, link: Link, meters: Sequence[Meter], driver: Driver, *, gateway: str,
+                 on_batch: BatchSink, on_status: StatusSink | None = None) -> None:
+        self.link = link
+        self.driver = driver
+        self.gateway = gateway
+        self.on_batch = on_batch
+        self.on_status = on_status
+        self.state = LinkState(link)
+        self.meters: dict[str, MeterState] = {}
+        for m in meters:
+            by_interval: dict[float, list[Point]] = {}
+            for p in m.points:
+                by_interval.setdefault(p.interval, []).append(p)
+            groups = [Group(iv, tuple(ps)) for iv, ps in sorted(by_interval.items())]
+            self.meters[m.id] = MeterState(m, groups)
+        self._lock = asyncio.Lock()  # one transaction at a time on this link
+
+    # --- the poll loop -----------------------------------------------------------
+
+    async def run(self) -> None:
+        if not self.meters:
+            return
+        now = time.time()
+        for ms in self.meters.values():
+            for g in ms.groups:
+                g.next_due = now  # one full read at start, aligned moments after that
+        while True:
+            ms = min(self.meters.values(), key=MeterState.next_due)
+            due = ms.next_due()
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._poll(ms, due)
+
+    async def _poll(self, ms: MeterState, due: float) -> None:
+        start = time.time()
+        offset = local_offset()
+        points: list[Point] = []
+        for g in ms.groups:
+            if g.next_due <= start + 0.001:
+                points.extend(g.points)
+                nxt = next_moment(g.interval, start, offset)
+                if ms.online is not False and g.next_due > 0:
+                    # moments that passed entirely before this poll could start
+                    missed = max(0, math.floor((start - g.next_due) / g.interval))
+                    if missed:
+                        ms.missed_polls += missed
+                g.next_due = nxt
+        lateness = start - due
+        if lateness > LATE_AFTER and ms.retry_at < due:
+            ms.late_polls += 1
+            logs.warning("late poll", meter=ms.meter.id, link=self.link.id, late_s=f"{lateness:.3f}")
+        if not points:
+            return
+        ts = datetime.fromtimestamp(start, UTC)
+        try:
+            results = await self.read(ms.meter, points)
+        except MeterlinkError as exc:
+            self._failed(ms, exc, start)
+            return
+        readings = to_readings(self.gateway, ms.meter, ts, results)
+        invalid = [r for r in readings if r.quality is Quality.INVALID]
+        ms.points_invalid += len(invalid)
+        self._ok(ms, ts, invalid)
+        await self.on_batch(ms.meter, ts, readings)
+
+    async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
+        """One batch through the driver, holding the link; used by the poll loop and on-demand reads."""
+        async with self._lock:
+            t0 = time.monotonic()
+            try:
+                if not self.state.open:
+                    await self.driver.open()
+                    self.state.open = True
+                return await self.driver.read(meter, points)
+            except LinkError:
+                self.state.open = False
+                with contextlib.suppress(Exception):
+                    await self.driver.close()
+                raise
+            finally:
+                elapsed = time.monotonic() - t0
+                self.state.busy += elapsed
+                self.state.polls += 1
+                ms = self.meters.get(meter.id)
+                if ms is not None:
+                    ms.last_latency = elapsed
+
+    def _ok(self, ms: MeterState, ts: datetime, invalid: list[Reading]) -> None:
+        was = ms.online
+        ms.online = True
+        ms.failures = 0
+        ms.retry_at = 0.0
+        ms.polls_ok += 1
+        ms.last_ok = ts
+        error = None
+        if invalid:
+            error = f"{len(invalid)} point(s) invalid, e.g. {invalid[0].obis}: {invalid[0].error}"
+            logs.warning("invalid points", meter=ms.meter.id, link=self.link.id, point=invalid[0].obis,
+                         count=len(invalid), error=invalid[0].error)
+        changed = was is not True or error != ms.last_error
+        ms.last_error = error
+        if was is not True:
+            logs.info("meter online", meter=ms.meter.id, link=self.link.id)
+        if changed and self.on_status:
+            self.on_status(ms)
+
+    def _failed(self, ms: MeterState, exc: MeterlinkError, now: float) -> None:
+        was = ms.online
+        ms.online = False
+        ms.failures += 1
+        ms.polls_failed += 1
+        self.state.errors += 1
+        self.state.last_error = str(exc)
+        smallest = min(g.interval for g in ms.groups)
+        backoff = min(smallest * 2 ** (ms.failures - 1), max(BACKOFF_CAP, smallest))
+        ms.retry_at = now + backoff
+        message = str(exc)
+        changed = was is not False or message != ms.last_error
+        ms.last_error = message
+        logs.warning("read failed", meter=ms.meter.id, link=self.link.id, error=message,
+                     error_type=type(exc).__name__, retry_in_s=f"{backoff:g}")
+        if changed and self.on_status:
+            self.on_status(ms)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self.driver.close()
+            self.state.open = False
+

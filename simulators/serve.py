@@ -1,0 +1,143 @@
+"""Byte pipes for simulated meters: a serial pty pair or a TCP listener.
+
+The gateway opens the pty's slave side with pyserial exactly as it opens
+``/dev/ttyUSB0``, so the real serial code runs in tests.  Each protocol gives
+a :class:`FrameHandler` that turns received bytes into timed replies; the pipe
+only moves bytes.  Note that ptys reject parity settings: simulated serial
+links use 8N1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import termios
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: bytes
+    delay: float = 0.0  # seconds after the request was complete
+
+
+class FrameHandler(Protocol):
+    def feed(self, data: bytes) -> list[Reply]:
+        """Take bytes from the wire; return the replies to send (none for other meters' frames)."""
+        ...
+
+
+HandlerFactory = Callable[[], FrameHandler]
+
+
+class PtyServer:
+    """Serves one handler on a pseudo-terminal; ``path`` is what the gateway opens."""
+
+    def __init__(self, factory: HandlerFactory, link: str | None = None) -> None:
+        self._factory = factory
+        self._link = Path(link) if link else None
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        attrs = termios.tcgetattr(self._slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        self.path = os.ttyname(self._slave)
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._link.unlink()
+            self._link.symlink_to(self.path)
+        os.set_blocking(self.master, False)
+        self._handler = factory()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return str(self._link) if self._link else self.path
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.master, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # EIO while no client has the slave open
+        if not data:
+            return
+        for reply in self._handler.feed(data):
+            if reply.delay > 0 and self._loop is not None:
+                self._loop.call_later(reply.delay, self._write, reply.data)
+            else:
+                self._write(reply.data)
+
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            view = view[n:]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self.master)
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._link.unlink()
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, factory: HandlerFactory) -> None:
+        self._handler = factory()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            replies = self._handler.feed(data)
+        except Exception:  # a simulator never dies of a bad frame: drop the connection
+            if self._transport is not None:
+                self._transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        for reply in replies:
+            if reply.delay > 0:
+                loop.call_later(reply.delay, self._write, reply.data)
+            else:
+                self._write(reply.data)
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+
+async def serve_tcp(factory: HandlerFactory, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _TcpProtocol(factory), host, port, reuse_address=True)
+
+
+def tcp_port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
