@@ -185,6 +185,8 @@ class MqttConfig(_Model):
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     password_file: str | None = None
+    password_env: str | None = None   # name of an environment variable holding the password
+    client_id: str | None = None      # default: meterlink-{gateway id}
     tls: TlsConfig | None = None
     commands: bool = True
     keepalive: int = Field(default=30, ge=5, le=3600)
@@ -195,10 +197,14 @@ class InfluxConfig(_Model):
     url: str
     token: str | None = Field(default=None, repr=False)
     token_file: str | None = None
+    token_env: str | None = None      # name of an environment variable holding the token
     org: str = ""
     bucket: str = "meters"
     measurement: str = "meter"
     precision: Literal["s", "ms", "us", "ns"] = "ms"
+    batch_size: int = Field(default=5000, ge=1, le=100000)
+    flush_interval: Duration = 1.0
+    timeout: Duration = 10.0
 
 
 class SinksConfig(_Model):
@@ -608,9 +614,10 @@ def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
 def _check_sinks(fc: FileConfig, problems: list[ConfigError]) -> None:
     mq = fc.sinks.mqtt
     if mq is not None:
-        if mq.password is not None and mq.password_file is not None:
-            problems.append(ConfigError("sinks.mqtt.password_file", "give password or password_file, not both"))
-        if (mq.password is not None or mq.password_file is not None) and mq.username is None:
+        if sum(x is not None for x in (mq.password, mq.password_file, mq.password_env)) > 1:
+            problems.append(ConfigError("sinks.mqtt.password_file",
+                                        "give one of password, password_file, password_env"))
+        if (mq.password or mq.password_file or mq.password_env) is not None and mq.username is None:
             problems.append(ConfigError("sinks.mqtt.username", "required when a password is given"))
         if mq.tls is not None and (mq.tls.cert_file is None) != (mq.tls.key_file is None):
             problems.append(ConfigError("sinks.mqtt.tls", "cert_file and key_file go together"))
@@ -618,7 +625,7 @@ def _check_sinks(fc: FileConfig, problems: list[ConfigError]) -> None:
             problems.append(ConfigError("sinks.mqtt.prefix", f"{mq.prefix!r} may not hold '#', '+' or spaces"))
     ix = fc.sinks.influxdb
     if ix is not None:
-        if ix.token is not None and ix.token_file is not None:
-            problems.append(ConfigError("sinks.influxdb.token_file", "give token or token_file, not both"))
+        if sum(x is not None for x in (ix.token, ix.token_file, ix.token_env)) > 1:
+            problems.append(ConfigError("sinks.influxdb.token_file", "give one of token, token_file, token_env"))
         if not re.match(r"^https?://", ix.url):
             problems.append(ConfigError("sinks.influxdb.url", f"{ix.url!r} is not an http:// or https:// URL"))

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,6 +90,8 @@ class Journal:
         self._writer: asyncio.Task[None] | None = None
         self._db_lock = threading.Lock()
         self._listeners: list[asyncio.Event] = []
+        self._last_dropped = 0  # undelivered rows dropped by the writer since the last report
+        self.sink_names: list[str] = []  # the configured sinks; rows all of them took are dropped first
 
     # --- opening ---------------------------------------------------------------
 
@@ -101,7 +104,9 @@ class Journal:
             self._take_lock()
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file: lets it shrink
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA wal_autocheckpoint=256")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
             self._seq = dict(db.execute("SELECT meter, seq FROM meter_seq").fetchall())
@@ -168,6 +173,8 @@ class Journal:
                     db.execute("ROLLBACK")
                 raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
         self._seq = pending
+        if self.used_bytes() > self.max_bytes:  # three PRAGMAs: cheap next to the commit's fsync
+            self._last_dropped += self.enforce_bounds()
         return seqs
 
     def start(self) -> None:
@@ -277,6 +284,72 @@ class Journal:
         cur = self.cursor(sink)
         with self._db_lock:
             return int(self.db.execute("SELECT count(*) FROM batches WHERE id > ?", (cur,)).fetchone()[0])
+
+    # --- bounds ----------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes the rows occupy in the database file (free pages not counted, WAL not counted)."""
+        with self._db_lock:
+            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+            free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+            size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def enforce_bounds(self, now: float | None = None) -> int:
+        """Keep the journal within ``max_bytes`` and ``max_age``; returns how many undelivered rows were dropped.
+
+        Rows every sink has already taken go first; only then the oldest
+        undelivered rows, which are counted (``dropped``) and reported.  With no
+        sink configured every row counts as undelivered: readings are kept up to
+        the bound.
+        """
+        now = time.time() if now is None else now
+        dropped = 0
+        with self._db_lock:
+            db = self.db
+            cursors = [self._cursor_locked(s) for s in self.sink_names]
+            taken = min(cursors) if cursors else 0
+            old = db.execute("SELECT coalesce(max(id), 0) FROM batches WHERE ts < ?",
+                             (now - self.max_age,)).fetchone()[0]
+            if old:
+                lost = db.execute("SELECT count(*) FROM batches WHERE id <= ? AND id > ?", (old, taken)).fetchone()[0]
+                db.execute("DELETE FROM batches WHERE id <= ?", (old,))
+                dropped += self._count_dropped(lost)
+        while self.used_bytes() > self.max_bytes:
+            with self._db_lock:
+                db = self.db
+                total = db.execute("SELECT count(*) FROM batches").fetchone()[0]
+                if total == 0:
+                    break
+                chunk = max(1, total // 10)
+                first = db.execute("SELECT min(id) FROM batches").fetchone()[0]
+                cursors = [self._cursor_locked(s) for s in self.sink_names]
+                taken = min(cursors) if cursors else 0
+                upto = db.execute("SELECT id FROM batches ORDER BY id LIMIT 1 OFFSET ?", (chunk - 1,)).fetchone()[0]
+                if taken >= first:
+                    upto = min(upto, taken)  # delivered rows first
+                lost = db.execute("SELECT count(*) FROM batches WHERE id <= ? AND id > ?", (upto, taken)).fetchone()[0]
+                db.execute("DELETE FROM batches WHERE id <= ?", (upto,))
+                dropped += self._count_dropped(lost)
+                db.execute("PRAGMA incremental_vacuum")
+        with self._db_lock, contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA incremental_vacuum")
+        return dropped
+
+    def take_dropped(self) -> int:
+        """Undelivered rows the writer dropped to stay within the bound since the last call."""
+        n, self._last_dropped = self._last_dropped, 0
+        return n
+
+    def _cursor_locked(self, sink: str) -> int:
+        row = self.db.execute("SELECT batch_id FROM cursors WHERE sink = ?", (sink,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _count_dropped(self, n: int) -> int:
+        if n:
+            self.db.execute("INSERT INTO counters (name, value) VALUES ('dropped', ?) "
+                            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (n,))
+        return int(n)
 
     # --- state for drivers (e.g. DLMS invocation counters) ---------------------
 

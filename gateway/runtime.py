@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from drivers import create_driver
 from gateway import __version__, logs
+from gateway.commands import CommandError, Request
 from gateway.config import Config, Meter
 from gateway.errors import MeterlinkError
 from gateway.journal import Journal, JournalError
 from gateway.reading import Reading, format_ts
 from gateway.scheduler import LinkScheduler, MeterState, to_readings
 
+BOUNDS_EVERY = 5.0  # seconds between journal bound checks
 BatchListener = Callable[[str, int, list[Reading]], None]
 
 
@@ -37,6 +41,40 @@ class Gateway:
         self.started = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+        self.sinks: list[Any] = []
+
+    def _make_sinks(self) -> None:
+        """Sinks read secrets when they start, so a missing token file is reported before polling begins."""
+        base = self.config.path.parent if self.config.path else None
+        if self.config.sinks.mqtt is not None:
+            from gateway.sinks.mqtt import MqttSink
+
+            mqtt = MqttSink(self.config.sinks.mqtt, self.journal, self.id, base=base,
+                            handlers={"read": self._cmd_read, "status": self._cmd_status},
+                            meter_statuses=self._meter_statuses)
+            self.status_listeners.append(lambda ms: mqtt.meter_status_changed(ms.meter.id, ms.status()))
+            self.sinks.append(mqtt)
+        if self.config.sinks.influxdb is not None:
+            from gateway.sinks.influx import InfluxSink
+
+            self.sinks.append(InfluxSink(self.config.sinks.influxdb, self.journal, base=base))
+        self.journal.sink_names = [s.name for s in self.sinks]
+
+    def _meter_statuses(self) -> dict[str, dict[str, object]]:
+        return {mid: ms.status() for s in self.schedulers.values() for mid, ms in s.meters.items()
+                if ms.online is not None}
+
+    async def _cmd_read(self, req: Request) -> str:
+        meter = req.args["meter"]
+        if meter not in self.config.meters:
+            raise CommandError(f"unknown meter {meter[:64]!r} (meters: {', '.join(sorted(self.config.meters))})",
+                               req.id)
+        readings = await self.read_now(meter, req.args.get("points"))
+        body = ", ".join(r.to_json() for r in readings)
+        return f'{{"meter": {json.dumps(meter)}, "readings": [{body}]}}'
+
+    async def _cmd_status(self, req: Request) -> str:
+        return json.dumps(self.status())
 
     def meter_state(self, meter_id: str) -> MeterState | None:
         m = self.config.meters.get(meter_id)
@@ -64,7 +102,15 @@ class Gateway:
 
     async def start(self) -> None:
         self.journal.open()
+        try:
+            self._make_sinks()
+        except MeterlinkError:
+            self.journal.close()
+            raise
         self.journal.start()
+        for sink in self.sinks:
+            self._tasks.append(asyncio.create_task(sink.run(), name=f"meterlink.sink.{sink.name}"))
+        self._tasks.append(asyncio.create_task(self._bounds_loop(), name="meterlink.journal.bounds"))
         for lid, sched in self.schedulers.items():
             self._tasks.append(asyncio.create_task(self._run_link(sched), name=f"meterlink[{lid}].poll"))
         logs.info("gateway started", gateway=self.id, links=len(self.schedulers), meters=len(self.config.meters),
@@ -80,7 +126,24 @@ class Gateway:
             logs.error("link scheduler crashed", link=sched.link.id, error=repr(exc))
             raise
 
+    async def _bounds_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(BOUNDS_EVERY)
+            try:
+                dropped = await loop.run_in_executor(None, self.journal.enforce_bounds)
+                dropped += self.journal.take_dropped()
+            except JournalError as exc:
+                logs.error("journal bound check failed", error=str(exc))
+                continue
+            if dropped:
+                logs.warning("journal full: dropped undelivered readings", dropped_batches=dropped,
+                             dropped_total=self.journal.counts()["dropped"])
+
     async def stop(self) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, "publish_offline"):
+                await sink.publish_offline()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -91,6 +154,9 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await sched.close()
         await self.journal.stop()
+        for sink in self.sinks:
+            if hasattr(sink, "close"):
+                sink.close()
         self.journal.close()
         logs.info("gateway stopped", gateway=self.id)
 
@@ -120,6 +186,12 @@ class Gateway:
                                "polls_failed": ms.polls_failed, "late_polls": ms.late_polls,
                                "missed_polls": ms.missed_polls,
                                "latency_s": None if ms.last_latency is None else round(ms.last_latency, 4)}
+        sinks = {}
+        for sink in self.sinks:
+            c = sink.counters
+            sinks[sink.name] = {"connected": c.connected, "backlog": self.journal.backlog(sink.name),
+                                "delivered_readings": c.delivered_readings, "failures": c.failures,
+                                "last_error": c.last_error}
         return {"gateway": self.id, "version": __version__, "ts": format_ts(datetime.now().astimezone()),
                 "uptime_s": round(time.time() - self.started, 1), "links": links, "meters": meters,
-                "journal": self.journal.counts()}
+                "sinks": sinks, "journal": self.journal.counts()}

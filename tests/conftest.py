@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.simproc import SimProcess
 
-pytest_plugins = ("tests.services",) if importlib.util.find_spec("tests.services") else ()
+pytest_plugins = ("tests.services",)
 
 
 @pytest.fixture

@@ -85,3 +85,36 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(JournalError, match="cannot create data_dir"):
         Journal(tmp_path / "file" / "sub", "gw").open()
+
+
+def test_bound_drops_delivered_rows_first_then_counts_undelivered(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "gw", max_bytes=1 << 16).open()
+    j.sink_names = ["mqtt", "influxdb"]
+    ts = datetime.now(UTC)
+    big = [Reading(gateway="gw", meter="a", obis=f"1.0.{i}.8.0.255", name=f"e{i}", value=Decimal("123456.78"),
+                   unit="kWh", ts=ts) for i in range(10)]
+    j.append_many([("a", ts, big) for _ in range(5)])
+    assert j.counts()["rows"] == 5
+    j.set_cursor("mqtt", 5)
+    j.set_cursor("influxdb", 3)  # rows 1-3 were taken by every sink
+    appended = 5
+    for _ in range(40):
+        j.append_many([("a", ts, big)])
+        appended += 1
+        assert j.used_bytes() <= j.max_bytes
+    counts = j.counts()
+    first = j.batches(0, 1)[0].id
+    assert first > 3, "rows every sink took must go before undelivered ones"
+    assert counts["dropped"] == (first - 1) - 3, "the drop counter counts exactly the undelivered rows dropped"
+    assert counts["rows"] == appended - (first - 1)
+    j.close()
+
+
+def test_age_bound(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "gw", max_age=3600).open()
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    j.append_many([("a", old, _readings("a", "1")), ("a", datetime.now(UTC), _readings("a", "2"))])
+    assert j.enforce_bounds() == 1  # no sink configured: the old row was never delivered
+    assert [b.seq for b in j.batches()] == [2]
+    assert j.counts()["dropped"] == 1
+    j.close()
