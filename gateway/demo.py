@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -60,7 +61,10 @@ def _table(gw: Gateway, width: int) -> Group:
     for lid, ls in links.items():
         foot.add_row(f"link {lid}", f"utilization {ls['utilization']:.1%}", f"transactions {ls['transactions']}",
                      f"errors {ls['errors']}")
-    return Group(t, foot, f"journal {gw.journal.path}; Ctrl-C to stop")
+    mqtt = next((sk for sk in gw.sinks if sk.name == "mqtt"), None)
+    where = (f"MQTT {mqtt.cfg.host}:{mqtt.cfg.port} ({'connected' if mqtt.counters.connected else 'not connected'}"
+             f", topics {mqtt.prefix}/#)") if mqtt else "MQTT off (no broker answered)"
+    return Group(t, foot, f"journal {gw.journal.path}; {where}; Ctrl-C to stop")
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -84,6 +88,9 @@ async def _demo(args: argparse.Namespace) -> int:
                                      {"obis": "1.0.2.8.0.255", "interval": "10s"}]},
         },
     }
+    broker = _broker(args.mqtt)
+    if broker is not None:
+        raw["sinks"] = {"mqtt": {"host": broker[0], "port": broker[1]}}
     cfg = parse_config(raw)
     gw = Gateway(cfg)
     await gw.start()
@@ -106,6 +113,16 @@ async def _demo(args: argparse.Namespace) -> int:
         pty.close()
         server.close()
     return 0
+
+
+def _broker(spec: str) -> tuple[str, int] | None:
+    """``host:port`` if a broker accepts TCP connections there, else None (the demo runs without MQTT)."""
+    host, _, port = spec.rpartition(":") if ":" in spec else (spec, "", "1883")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=0.5):
+            return (host or "127.0.0.1", int(port))
+    except (OSError, ValueError):
+        return None
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -486,8 +486,13 @@ class VictoriaMetrics(_Service):
     after ``/internal/force_flush`` (and ~10 s later without it).  :meth:`export` and
     :meth:`query` therefore *settle* first: they write a sentinel point through the same
     line-protocol path, wait until it is visible (calling force_flush), delete it, and only then
-    read, so everything written before the call is seen.  A SIGKILL right after a write can
-    lose that write: the behaviour a "never lose a reading" gateway has to live with.
+    read, so everything written before the call is seen.
+
+    Durability (observed): a graceful :meth:`stop` (SIGTERM) persists everything.  A
+    :meth:`kill` (SIGKILL) loses writes acknowledged in roughly the last 10 s, even ones
+    already visible after force_flush.  So a test that wants "VictoriaMetrics crashed" while
+    asserting that no acknowledged reading is lost must stop() gracefully first, or accept that
+    loss as the database's, not the gateway's.
     """
 
     name = "victoria-metrics"
@@ -554,7 +559,7 @@ class VictoriaMetrics(_Service):
         self._http("GET", "/internal/force_flush")
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every write accepted before this call is visible to export/query (see class doc)."""
+        """Wait until every write accepted before this call is visible (not yet durable: see class doc)."""
         tag = uuid.uuid4().hex
         name = f"{self.SENTINEL}_seen"
         line = f"{self.SENTINEL},probe={tag} seen=1 {int(time.time() * 1000)}\n"

@@ -162,6 +162,32 @@ def test_mosquitto_require_client_cert(mosquitto_factory: Callable[..., Mosquitt
     assert "CERTIFICATE_REQUIRED" in str(tls_error_without_client_cert(broker))
 
 
+def test_mosquitto_persistent_session_survives_graceful_restart(
+    mosquitto_factory: Callable[..., Mosquitto],
+) -> None:
+    """persistent=True: a QoS 1 message queued for an offline persistent session survives a restart."""
+    broker = mosquitto_factory(persistent=True)
+    topic, client_id = f"meterlink/test/{uuid.uuid4().hex}", f"persist-{uuid.uuid4().hex[:8]}"
+
+    async def subscribe_and_leave() -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier=client_id, clean_session=False) as sub:
+            await sub.subscribe(topic, qos=1)
+        async with aiomqtt.Client("127.0.0.1", broker.port) as pub:
+            await pub.publish(topic, b"queued", qos=1)
+
+    async def come_back() -> bytes:
+        async with asyncio.timeout(10), aiomqtt.Client(
+            "127.0.0.1", broker.port, identifier=client_id, clean_session=False
+        ) as sub:
+            async for message in sub.messages:
+                return bytes(message.payload)  # type: ignore[arg-type]
+        raise AssertionError("no message")
+
+    asyncio.run(subscribe_and_leave())
+    broker.restart()  # SIGTERM: mosquitto writes its persistence file on the way out
+    assert asyncio.run(come_back()) == b"queued"
+
+
 # --------------------------------------------------------------------------- VictoriaMetrics
 
 LINE = "meter,gateway=gw-01,meter={meter},obis=1.0.1.8.0.255,unit=kWh value={value} {ms}"
@@ -235,7 +261,7 @@ def test_victoria_metrics_stop_restart_keeps_data(fresh_victoria_metrics: Victor
     assert vm.url == url
     assert vm.export() == expected
 
-    vm.kill()  # data already flushed by export() survives a SIGKILL as well
+    vm.kill()  # what the graceful stop wrote to disk survives a later SIGKILL
     vm.restart()
     assert vm.export() == expected
 

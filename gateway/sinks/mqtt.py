@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import ssl
 from collections.abc import Callable
@@ -27,6 +28,10 @@ from gateway.journal import Journal
 from gateway.reading import format_ts
 from gateway.secrets import read_secret
 from gateway.sinks import SinkCounters
+
+# aiomqtt warns once per publish when many are in flight; that is our design, not a problem
+_AIOMQTT_LOG = logging.getLogger("meterlink.aiomqtt")
+_AIOMQTT_LOG.setLevel(logging.ERROR)
 
 CHUNK = 500  # publishes in flight before the cursor moves
 PUBLISH_TIMEOUT = 15.0
@@ -104,7 +109,7 @@ class MqttSink:
             self.cfg.host, self.cfg.port, username=self.cfg.username, password=self._password,
             identifier=self.cfg.client_id or f"meterlink-{self.gateway}", will=will, keepalive=self.cfg.keepalive,
             tls_context=self._tls_context(), tls_insecure=bool(self.cfg.tls and self.cfg.tls.insecure) or None,
-            max_inflight_messages=CHUNK, timeout=PUBLISH_TIMEOUT, clean_session=True)
+            max_inflight_messages=CHUNK, timeout=PUBLISH_TIMEOUT, clean_session=True, logger=_AIOMQTT_LOG)
         async with client:
             self._client = client
             self.counters.connected = True

@@ -1,0 +1,56 @@
+"""The MQTT command parser: any request gets an answer, nothing else escapes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.commands import CommandError, Request, handle, parse_request
+
+
+async def _status(req: Request) -> str:
+    return json.dumps({"seen": req.args})
+
+
+HANDLERS = {"status": _status, "read": _status}
+
+
+def test_answers_name_the_request_id() -> None:
+    text = asyncio.run(handle("reboot", b'{"id": 42}', HANDLERS))
+    assert json.loads(text) == {"id": 42, "ok": False, "error": "unknown command 'reboot' (commands: read, status)"}
+    text = asyncio.run(handle("status", b'{"id": "a"}', HANDLERS))
+    assert json.loads(text) == {"id": "a", "ok": True, "result": {"seen": {}}}
+
+
+def test_bad_requests() -> None:
+    for payload, needle in [(b"[1, 2]", "JSON object"), (b"\xff\xfe", "not valid JSON"), (b'{"id": true}', "'id'"),
+                            (b"x" * 70000, "larger than")]:
+        try:
+            parse_request("status", payload)
+        except CommandError as exc:
+            assert needle in str(exc)
+        else:
+            raise AssertionError(payload)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=40), st.binary(max_size=400))
+def test_random_requests_always_get_one_json_answer(command: str, payload: bytes) -> None:
+    doc = json.loads(asyncio.run(handle(command, payload, HANDLERS)))
+    assert set(doc) in ({"id", "ok", "result"}, {"id", "ok", "error"})
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                      max_size=4), max_leaves=12)
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(["read", "status", "sync_time"]),
+       st.dictionaries(st.sampled_from(["id", "meter", "points", "x"]), json_values, max_size=4))
+def test_structured_requests_never_raise(command: str, body: dict[str, object]) -> None:
+    doc = json.loads(asyncio.run(handle(command, json.dumps(body).encode(), HANDLERS)))
+    assert doc["ok"] in (True, False)
