@@ -39,7 +39,24 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 UNITS = ("Wh", "kWh", "MWh", "varh", "kvarh", "Mvarh", "VAh", "kVAh", "W", "kW", "MW", "var", "kvar",
          "Mvar", "VA", "kVA", "MVA", "V", "kV", "A", "Hz", "", "°", "s", "%")
 PROTOCOLS = ("modbus", "dlms", "dlt645")
-SUPPORTED_PROTOCOLS = ("modbus",)
+
+
+def supported_protocols() -> tuple[str, ...]:
+    """The protocols whose driver this build ships (``drivers/<protocol>/driver.py``)."""
+    import importlib.util
+
+    return tuple(p for p in PROTOCOLS if importlib.util.find_spec(f"drivers.{p}.driver") is not None)
+
+
+def _protocol_checks(m: MeterConfig, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
+    """Checks only the protocol's package knows (``drivers/<protocol>/checks.py``), as (key suffix, message)."""
+    import importlib
+    import importlib.util
+
+    name = f"drivers.{m.protocol}.checks"
+    if importlib.util.find_spec(name) is None:
+        return []
+    return list(importlib.import_module(name).check_meter(m, link))
 
 REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
                   "int64": 4, "uint64": 4, "float64": 4}
@@ -167,7 +184,7 @@ class GatewayConfig(_Model):
 
 
 class JournalConfig(_Model):
-    max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    max_bytes: int = Field(default=1 << 30, ge=1 << 18)  # an empty journal takes ~60 KiB
     max_age: Duration = 30 * 86400.0
 
 
@@ -467,11 +484,15 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         key = f"meters.{mid}"
         if not ID_RE.match(mid):
             problems.append(ConfigError(key, "a meter id may only hold letters, digits, '_' and '-'"))
-        if m.protocol not in SUPPORTED_PROTOCOLS:
+        supported = supported_protocols()
+        if m.protocol not in supported:
             problems.append(ConfigError(f"{key}.protocol",
                                         f"{m.protocol} is not supported by this build yet (supported: "
-                                        f"{', '.join(SUPPORTED_PROTOCOLS)})"))
+                                        f"{', '.join(supported)})"))
             continue
+        if m.link in fc.links:
+            for suffix, message in _protocol_checks(m, fc.links[m.link]):
+                problems.append(ConfigError(f"{key}.{suffix}" if suffix else key, message))
         addr_problem, norm = _check_address(m)
         if addr_problem:
             problems.append(ConfigError(f"{key}.address", addr_problem))

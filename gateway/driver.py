@@ -45,6 +45,22 @@ class LinkCounters:
     rejections: int = 0
 
 
+class Store(Protocol):
+    """What a driver may keep across restarts, in the journal (so it is as durable as the readings).
+
+    ``last_meter_ts`` is the newest meter time stamp journaled for a meter's
+    point (load profiles, frozen data): where a backfill starts.  ``get_state``
+    and ``set_state`` keep small driver values such as a DLMS invocation
+    counter that must never go backwards.
+    """
+
+    def last_meter_ts(self, meter: str, obis: str) -> datetime | None: ...
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def set_state(self, key: str, value: str) -> None: ...
+
+
 class Driver(Protocol):
     """One link's protocol driver; created by :func:`drivers.create_driver`."""
 

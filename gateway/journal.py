@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS meter_seq (meter TEXT PRIMARY KEY, seq INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, batch_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meter_ts (            -- newest meter time stamp journaled per meter and point
+    meter TEXT NOT NULL, obis TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (meter, obis));
 """
 
 
@@ -152,8 +154,13 @@ class Journal:
         """Commit several meters' batches in one transaction; returns their ``seq`` numbers."""
         seqs: list[int] = []
         rows = []
+        stamps: dict[tuple[str, str], float] = {}
         pending = dict(self._seq)
         for meter, ts, readings in items:
+            for r in readings:
+                if r.meter_ts is not None:
+                    key = (meter, r.obis)
+                    stamps[key] = max(stamps.get(key, 0.0), r.meter_ts.timestamp())
             seq = pending.get(meter, 0) + 1
             pending[meter] = seq
             seqs.append(seq)
@@ -167,6 +174,10 @@ class Journal:
                 db.executemany("INSERT INTO meter_seq (meter, seq) VALUES (?, ?) "
                                "ON CONFLICT(meter) DO UPDATE SET seq = excluded.seq",
                                [(m, s) for m, s in pending.items() if self._seq.get(m) != s])
+                if stamps:
+                    db.executemany("INSERT INTO meter_ts (meter, obis, ts) VALUES (?, ?, ?) "
+                                   "ON CONFLICT(meter, obis) DO UPDATE SET ts = max(ts, excluded.ts)",
+                                   [(m, o, t) for (m, o), t in stamps.items()])
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
@@ -350,6 +361,11 @@ class Journal:
             self.db.execute("INSERT INTO counters (name, value) VALUES ('dropped', ?) "
                             "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (n,))
         return int(n)
+
+    def last_meter_ts(self, meter: str, obis: str) -> datetime | None:
+        with self._db_lock:
+            row = self.db.execute("SELECT ts FROM meter_ts WHERE meter = ? AND obis = ?", (meter, obis)).fetchone()
+        return None if row is None else datetime.fromtimestamp(row[0], UTC)
 
     # --- state for drivers (e.g. DLMS invocation counters) ---------------------
 

@@ -33,7 +33,7 @@ class Gateway:
         for lid, link in config.links.items():
             meters = [m for m in config.meters.values() if m.link == lid]
             if meters:
-                self.schedulers[lid] = LinkScheduler(link, meters, create_driver(link), gateway=self.id,
+                self.schedulers[lid] = LinkScheduler(link, meters, create_driver(link, self.journal), gateway=self.id,
                                                      on_batch=self._on_batch, on_status=self._on_status)
         self.latest: dict[str, dict[str, Reading]] = {}
         self.batch_listeners: list[BatchListener] = []

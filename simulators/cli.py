@@ -1,87 +1,25 @@
-"""``meterlink simulate PROTOCOL ...``: simulated meters on a pty or a TCP port (CONTRACT section 8)."""
+"""``meterlink simulate PROTOCOL ...``: simulated meters on a pty or a TCP port (CONTRACT section 8).
+
+Each protocol's simulator brings its own command line in ``simulators/<protocol>_cli.py``
+(``add_parser(sub)`` registering a parser whose ``sim_run`` default runs it).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
-import sys
+import importlib
+import importlib.util
 
-from gateway.durations import parse_duration
-from gateway.profiles import ProfileError, load_profile, profile_points
-from simulators.faults import FaultPlan, parse_fault
-from simulators.model import MeterModel
+PROTOCOLS = ("modbus", "dlt645", "dlms")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="protocol", required=True, parser_class=type(p))
-    m = sub.add_parser("modbus", help="Modbus RTU (pty or TCP with --framing rtu) or Modbus TCP meters")
-    m.add_argument("--profile", default="eastron-sdm630", help="built-in profile name or profile file")
-    m.add_argument("--unit", type=int, action="append", help="unit id to serve (repeatable; default 1)")
-    where = m.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal (prints its path)")
-    where.add_argument("--tcp", type=int, metavar="PORT", help="serve on 127.0.0.1:PORT (0: any free port)")
-    m.add_argument("--link", help="with --pty: also make this symlink to the pty")
-    m.add_argument("--framing", choices=("rtu", "socket"), help="default: rtu on a pty, socket (MBAP) on TCP")
-    m.add_argument("--fault", action="append", default=[], metavar="KIND[:P][@UNIT]",
-                   help="inject a fault: silent|late|crc|exception|truncate|garbage, probability P, one unit")
-    m.add_argument("--late-delay", default="2s", help="how late a 'late' fault answers (default 2s)")
-    m.add_argument("--freeze", action="store_true", help="values do not change (for exact comparisons)")
-    m.add_argument("--seed", type=int, default=1)
+    for proto in PROTOCOLS:
+        name = f"simulators.{proto}_cli"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).add_parser(sub)
 
 
 def run_simulator(args: argparse.Namespace) -> int:
-    try:
-        faults = [parse_fault(f) for f in args.fault]
-        late = parse_duration(args.late_delay)
-        load_profile(args.profile)
-        points = profile_points(args.profile)
-    except (ValueError, ProfileError) as exc:
-        print(f"meterlink simulate: {exc}", file=sys.stderr)
-        return 2
-    units = args.unit or [1]
-    bad = [u for u in units if not 1 <= u <= 247]
-    if bad:
-        print(f"meterlink simulate: {bad[0]} is not a unit id (1-247)", file=sys.stderr)
-        return 2
-    return asyncio.run(_serve_modbus(args, points, units, FaultPlan(faults), late))
-
-
-async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int], faults: FaultPlan,
-                        late: float) -> int:
-    from simulators.modbus import ModbusHandler, ModbusUnit
-    from simulators.serve import PtyServer, serve_tcp, tcp_port
-
-    served = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + u, frozen=args.freeze)) for u in units}
-    framing = args.framing or ("rtu" if args.pty else "socket")
-
-    def factory() -> ModbusHandler:
-        return ModbusHandler(served, framing=framing, faults=faults, late_delay=late)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    what = f"{args.profile} unit {','.join(map(str, units))} (modbus {framing})"
-    if args.pty:
-        pty = PtyServer(factory, args.link)
-        pty.start()
-        print(f"serving {what} on {pty.path}", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            pty.close()
-    else:
-        try:
-            server = await serve_tcp(factory, "127.0.0.1", args.tcp)
-        except OSError as exc:
-            print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp}: {exc.strerror}", file=sys.stderr)
-            return 1
-        print(f"serving {what} on 127.0.0.1:{tcp_port(server)}", flush=True)
-        async with server:
-            await stop.wait()
-            server.close()
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-    return 0
+    return int(args.sim_run(args))

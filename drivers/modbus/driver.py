@@ -26,7 +26,7 @@ from drivers.modbus.codec import (
 )
 from drivers.modbus.plan import Block, plan_blocks, split_block
 from gateway.config import Link, Meter, Point, SerialLinkConfig
-from gateway.driver import LinkCounters, PointResult
+from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import FrameError, LinkError, MeterRejected, MeterTimeout
 
 # pymodbus logs every timeout at ERROR level without saying which meter; we log our own events.
@@ -38,7 +38,7 @@ ILLEGAL_DATA_ADDRESS = 0x02
 class ModbusDriver:
     """Modbus RTU on a serial link, Modbus TCP, or RTU frames through a serial device server."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, store: Store | None = None) -> None:
         self.link = link
         self.counters = LinkCounters()
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None

@@ -22,6 +22,7 @@ import aiomqtt
 import pytest
 
 from gateway.config import parse_config
+from gateway.profiles import profile_points
 from gateway.journal import Journal
 from gateway.runtime import Gateway
 from tests.integration.test_read_cli import served
@@ -297,7 +298,10 @@ def test_bounded_journal_with_sinks_down(simulate, tmp_path: Path) -> None:
     gw_id = "gw-bj"
     raw = _raw(gw_id, sim.port, tmp_path / "data", interval="100ms",
                mqtt={"host": "127.0.0.1", "port": 1}, influx={"url": "http://127.0.0.1:1", "bucket": "b"})
-    raw["journal"] = {"max_bytes": 65536}
+    for m in raw["meters"].values():  # every SDM120 register, ten times a second
+        m["profile"] = "eastron-sdm120"
+        m["points"] = [{"obis": p.obis, "interval": "100ms"} for p in profile_points("eastron-sdm120")]
+    raw["journal"] = {"max_bytes": 262144}
 
     async def scenario() -> dict[str, Any]:
         gw = Gateway(parse_config(raw))
@@ -313,7 +317,7 @@ def test_bounded_journal_with_sinks_down(simulate, tmp_path: Path) -> None:
         return {"sizes": sizes, "status": status, "total": total, "counts": counts}
 
     out = run(scenario())
-    assert max(out["sizes"]) <= 65536
+    assert max(out["sizes"]) <= 262144
     counts = out["counts"]
     assert counts["dropped"] > 0
     assert counts["dropped"] == out["total"] - counts["rows"], "every dropped row is counted, no more"
