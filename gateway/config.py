@@ -151,6 +151,12 @@ class TcpLinkConfig(_Model):
 LinkConfig = Annotated[SerialLinkConfig | TcpLinkConfig, Field(discriminator="type")]
 
 
+class TimeSyncConfig(_Model):
+    enabled: bool = False
+    tolerance: Duration = 30.0
+    broadcast: bool = False  # dlt645: broadcast 08H to the bus instead of addressing the meter
+
+
 class MeterConfig(_Model):
     link: str
     protocol: Literal["modbus", "dlms", "dlt645"]
@@ -162,12 +168,20 @@ class MeterConfig(_Model):
     # modbus request planning (the largest block a meter answers, the gap worth bridging)
     max_registers: int | None = Field(default=None, ge=1, le=125)
     max_gap: int | None = Field(default=None, ge=0, le=124)
-    # dlms
+    # commands that change the meter are off unless enabled here (time sync)
+    time_sync: TimeSyncConfig | None = None
+    # dlt645: collect the daily frozen data of the last N days after midnight (0: off)
+    daily_frozen_days: int = Field(default=0, ge=0, le=62)
+    # dlms (keys and passwords from files or environment variables, never inline)
     transport: Literal["hdlc", "wrapper", "push"] | None = None
     auth: Literal["none", "lls", "hls-gmac"] | None = None
     password_file: str | None = None
+    password_env: str | None = None
     auth_key_file: str | None = None
+    auth_key_env: str | None = None
     enc_key_file: str | None = None
+    enc_key_env: str | None = None
+    client_system_title: str | None = None   # 8 bytes as 16 hex digits
     serial: str | None = None
 
 

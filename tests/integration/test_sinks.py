@@ -22,8 +22,8 @@ import aiomqtt
 import pytest
 
 from gateway.config import parse_config
-from gateway.profiles import profile_points
 from gateway.journal import Journal
+from gateway.profiles import profile_points
 from gateway.runtime import Gateway
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
