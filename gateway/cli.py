@@ -58,6 +58,17 @@ def cmd_read(args: argparse.Namespace) -> int:
     return asyncio.run(read_once(cfg, args.meter or list(cfg.meters), args.format, args.point))
 
 
+def cmd_sync_time(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    unknown = [m for m in args.meter if m not in cfg.meters]
+    if unknown:
+        print(f"meterlink sync-time: no meter named {', '.join(unknown)} in {args.config}", file=sys.stderr)
+        return 2
+    from gateway.oneshot import sync_once
+
+    return asyncio.run(sync_once(cfg, args.meter))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.cli import run_simulator
 
@@ -77,7 +88,24 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 2
     from gateway.scan import scan_link
 
-    return asyncio.run(scan_link(cfg, args.link, args.range))
+    if args.protocol:
+        import dataclasses
+
+        cfg.links[args.link] = dataclasses.replace(cfg.links[args.link], protocol=args.protocol)
+    return asyncio.run(scan_link(cfg, args.link, args.range, args.addresses))
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    from gateway.top import run_top
+
+    return run_top(cfg, args)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from gateway.watch import run_watch
+
+    return run_watch(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.set_defaults(func=cmd_read)
 
+    s = sub.add_parser("sync-time", help="correct meter clocks that drifted (guarded; see README)")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--meter", action="append", required=True, help="meter id (repeatable)")
+    s.set_defaults(func=cmd_sync_time)
+
     s = sub.add_parser("check", help="validate a configuration file")
     s.add_argument("-c", "--config", required=True)
     s.set_defaults(func=cmd_check)
@@ -105,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="find the meters answering on a link")
     s.add_argument("-c", "--config", required=True)
     s.add_argument("--link", required=True)
-    s.add_argument("--range", default="1-247", help="modbus unit ids to try, e.g. 1-32 (default 1-247)")
+    s.add_argument("--range", help="addresses to try: modbus unit ids like 1-32 (default 1-247); dlt645 "
+                                   "addresses like 000000000001-000000000032")
+    s.add_argument("--addresses", help="dlt645: a file with one 12-digit address per line to try")
+    s.add_argument("--protocol", choices=("modbus", "dlt645"),
+                   help="what the link carries (default: the protocol of its configured meters)")
     s.set_defaults(func=cmd_scan)
 
     s = sub.add_parser("simulate", help="run simulated meters")
@@ -119,6 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mqtt", default="127.0.0.1:1883", help="broker to publish to if one answers there")
     s.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("top", help="live view of a running gateway (reads its http /status)")
+    s.add_argument("-c", "--config", required=True, help="the running gateway's configuration (for http host/port)")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    s.add_argument("--once", action="store_true", help="print one snapshot and exit (1 if the gateway does not answer)")
+    s.set_defaults(func=cmd_top)
+
+    s = sub.add_parser("watch", help="live load of every gateway's meters, from MQTT")
+    s.add_argument("--mqtt", required=True, metavar="HOST[:PORT]", help="broker to subscribe to (port default 1883)")
+    s.add_argument("--prefix", default="meterlink", help="topic prefix of the gateways (default meterlink)")
+    s.add_argument("--username")
+    s.add_argument("--password-file", help="file holding the broker password (first line)")
+    s.add_argument("--tls", action="store_true", help="connect with TLS (system CA store)")
+    s.add_argument("--ca-file", help="CA certificate for TLS")
+    s.add_argument("--stale", default="60s", help="data older than this marks a meter stale (default 60s)")
+    s.add_argument("--csv", metavar="FILE", help="append every reading seen to FILE as CSV")
+    s.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
+    s.set_defaults(func=cmd_watch)
     return p
 
 

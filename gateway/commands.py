@@ -16,7 +16,7 @@ from gateway.config import OBIS_RE
 from gateway.errors import MeterlinkError
 
 MAX_REQUEST_BYTES = 65536
-COMMANDS = ("read", "status")
+COMMANDS = ("read", "status", "sync_time")
 
 
 class CommandError(MeterlinkError):
@@ -49,10 +49,10 @@ def parse_request(command: str, payload: bytes) -> Request:
         raise CommandError("'id' must be a string or an integer")
     if command not in COMMANDS:
         raise CommandError(f"unknown command {command[:64]!r} (commands: {', '.join(COMMANDS)})", rid)
-    if command == "read":
+    if command in ("read", "sync_time"):
         meter = doc.get("meter")
         if not isinstance(meter, str) or not meter:
-            raise CommandError("read needs 'meter': the id of a meter", rid)
+            raise CommandError(f"{command} needs 'meter': the id of a meter", rid)
         points = doc.get("points")
         if points is not None and (
                 not isinstance(points, list) or not all(isinstance(p, str) and OBIS_RE.match(p) for p in points)):

@@ -535,6 +535,12 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
                 continue
         points, point_problems = resolve_points(m, profile, key)
         problems.extend(point_problems)
+        if m.daily_frozen_days:
+            if m.protocol != "dlt645":
+                problems.append(ConfigError(f"{key}.daily_frozen_days", "only dlt645 meters have daily frozen data"))
+            else:
+                points.append(Point(obis="1.0.98.1.0.255", name="daily_frozen", unit="kWh", interval=3600.0,
+                                    di="05060101"))
         if not points and not point_problems:
             problems.append(ConfigError(f"{key}.points", "the meter has no points (name a profile or list points)"))
         max_regs = m.max_registers or (profile.max_registers if profile else None) or 125
@@ -638,10 +644,28 @@ def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
         return Point(**common, register=reg, function=d.get("function", "holding"), type=typ,
                      word_order=word_order, scale=scale)
     if m.protocol == "dlt645":
+        from drivers.dlt645.dis import lookup
+
         di = d.get("di")
         if not di or not re.fullmatch(r"[0-9A-Fa-f]{8}", str(di)):
             raise ConfigError("di", f"{di!r} is not a data identifier (8 hex digits DI3..DI0, e.g. '00010000')")
-        return Point(**common, di=str(di).upper())
+        di = str(di).upper()
+        try:
+            item = lookup(di)
+        except KeyError:
+            raise ConfigError("di", f"{di} is not in Meterlink's DL/T 645-2007 table (drivers/dlt645/dis.py)") from None
+        if item.is_block:
+            raise ConfigError("di", f"{di} is a block; list its members ({', '.join(item.members[:3])}, ...): "
+                                    "the driver reads blocks by itself")
+        if di == "04000102":
+            common["unit"] = "s"  # the clock point: value = drift in seconds, meter_ts = the meter's time
+        elif item.obis is None:
+            raise ConfigError("di", f"{di} ({item.name}) is not a measured value")
+        elif "unit" in d and d["unit"] != item.unit:
+            raise ConfigError("unit", f"{d['unit']!r}: {di} ({item.name}) is in {item.unit or 'no unit'}")
+        else:
+            common["unit"] = item.unit
+        return Point(**common, di=di)
     class_id = d.get("class_id", 3)
     return Point(**common, class_id=class_id, attribute=d.get("attribute", 2))
 

@@ -24,12 +24,16 @@ from gateway.config import parse_config
 from gateway.profiles import profile_points
 from gateway.reading import decimal_text
 from gateway.runtime import Gateway
+from simulators.dlt645 import Dlt645Handler, Dlt645Meter
 from simulators.modbus import ModbusHandler, ModbusUnit
 from simulators.model import MeterModel
 from simulators.serve import PtyServer, serve_tcp, tcp_port
 
-SHOWN = [("1.0.32.7.0.255", "U L1 V"), ("1.0.31.7.0.255", "I L1 A"), ("1.0.16.7.0.255", "P W"),
-         ("1.0.14.7.0.255", "f Hz"), ("1.0.1.8.0.255", "import kWh"), ("1.0.2.8.0.255", "export kWh")]
+DLT645_BUS = ("000000000101", "000000000102")
+DLT645_FAST = [("1.0.32.7.0.255", "02010100"), ("1.0.31.7.0.255", "02020100"), ("1.0.16.7.0.255", "02030000"),
+               ("1.0.14.7.0.255", "02800002"), ("1.0.1.8.0.255", "00010000"), ("1.0.2.8.0.255", "00020000")]
+SHOWN = [("1.0.32.7.0.255", "U L1"), ("1.0.31.7.0.255", "I L1"), ("1.0.16.7.0.255", "P"),
+         ("1.0.14.7.0.255", "f"), ("1.0.1.8.0.255", "import"), ("1.0.2.8.0.255", "export")]
 
 
 def _table(gw: Gateway, width: int) -> Group:
@@ -51,7 +55,7 @@ def _table(gw: Gateway, width: int) -> Group:
         cells = []
         for obis, _ in shown:
             r = latest.get(obis)
-            cells.append("" if r is None or r.value is None else decimal_text(r.value))
+            cells.append("" if r is None or r.value is None else f"{decimal_text(r.value)} {r.unit}")
         state = {True: "[green]online", False: "[red]offline", None: "[yellow]starting"}[st["online"]]
         extra = [str(st["last_ok"] or "")[11:23]] if width >= 100 else []
         t.add_row(mid, state, *cells, str(gw.journal.last_seq(mid)), *extra)
@@ -72,12 +76,16 @@ async def _demo(args: argparse.Namespace) -> int:
     dtsu = {1: ModbusUnit(1, profile_points("chint-dtsu666"), MeterModel(seed=12))}
     pty = PtyServer(lambda: ModbusHandler(sdm630, framing="rtu"))
     pty.start()
+    dlt_meters = {a: Dlt645Meter(a, MeterModel(seed=20 + i)) for i, a in enumerate(DLT645_BUS)}
+    dlt_pty = PtyServer(lambda: Dlt645Handler(dlt_meters))
+    dlt_pty.start()
     server = await serve_tcp(lambda: ModbusHandler(dtsu, framing="socket"))
     raw = {
         "gateway": {"id": "demo", "data_dir": str(Path(args.data_dir))},
         "links": {
             "rs485-1": {"type": "serial", "port": pty.path, "baudrate": 9600, "parity": "N", "timeout": "500ms"},
             "tcp-dtsu": {"type": "tcp", "host": "127.0.0.1", "port": tcp_port(server), "timeout": "500ms"},
+            "rs485-2": {"type": "serial", "port": dlt_pty.path, "baudrate": 2400, "parity": "N", "timeout": "500ms"},
         },
         "meters": {
             "sdm630-1": {"link": "rs485-1", "protocol": "modbus", "address": 1, "profile": "eastron-sdm630",
@@ -86,6 +94,10 @@ async def _demo(args: argparse.Namespace) -> int:
             "dtsu666-1": {"link": "tcp-dtsu", "protocol": "modbus", "address": 1, "profile": "chint-dtsu666",
                           "points": [{"obis": "1.0.1.8.0.255", "interval": "10s"},
                                      {"obis": "1.0.2.8.0.255", "interval": "10s"}]},
+            **{f"dlt645-{a[-4:]}": {"link": "rs485-2", "protocol": "dlt645", "address": a,
+                                    "profile": "dlt645-generic-3phase", "interval": "10s", "daily_frozen_days": 3,
+                                    "points": [{"obis": o, "di": di, "interval": "10s"} for o, di in DLT645_FAST]}
+               for a in DLT645_BUS},
         },
     }
     broker = _broker(args.mqtt)
@@ -111,6 +123,7 @@ async def _demo(args: argparse.Namespace) -> int:
     finally:
         await gw.stop()
         pty.close()
+        dlt_pty.close()
         server.close()
     return 0
 

@@ -81,3 +81,36 @@ def _table(rows: list[Reading]) -> None:
         print("  ".join([*cells, line[-1]]))
     if rows:
         print(f"read at {format_ts(rows[0].ts)}")
+
+
+async def sync_once(cfg: Config, meter_ids: list[str]) -> int:
+    """``meterlink sync-time``: one guarded time sync per meter, results as JSON lines."""
+    import getpass
+    import json
+
+    from gateway.timesync import sync_time
+
+    failed = 0
+    by_link: dict[str, list[Meter]] = {}
+    for mid in meter_ids:
+        by_link.setdefault(cfg.meters[mid].link, []).append(cfg.meters[mid])
+    for link_id, meters in by_link.items():
+        driver = create_driver(cfg.links[link_id])
+        try:
+            await driver.open()
+            for m in meters:
+                try:
+                    result = await sync_time(driver, m, requester=f"cli:{getpass.getuser()}")
+                except MeterlinkError as exc:
+                    failed += 1
+                    print(f"{m.id}: {exc}", file=sys.stderr)
+                    continue
+                print(json.dumps(result))
+                if not result["synced"] and "within tolerance" not in str(result.get("reason")):
+                    failed += 1
+        except MeterlinkError as exc:
+            failed += len(meters)
+            print(f"link {link_id}: {exc}", file=sys.stderr)
+        finally:
+            await driver.close()
+    return 1 if failed else 0

@@ -50,7 +50,8 @@ class Gateway:
             from gateway.sinks.mqtt import MqttSink
 
             mqtt = MqttSink(self.config.sinks.mqtt, self.journal, self.id, base=base,
-                            handlers={"read": self._cmd_read, "status": self._cmd_status},
+                            handlers={"read": self._cmd_read, "status": self._cmd_status,
+                                      "sync_time": self._cmd_sync_time},
                             meter_statuses=self._meter_statuses)
             self.status_listeners.append(lambda ms: mqtt.meter_status_changed(ms.meter.id, ms.status()))
             self.sinks.append(mqtt)
@@ -72,6 +73,21 @@ class Gateway:
         readings = await self.read_now(meter, req.args.get("points"))
         body = ", ".join(r.to_json() for r in readings)
         return f'{{"meter": {json.dumps(meter)}, "readings": [{body}]}}'
+
+    async def _cmd_sync_time(self, req: Request) -> str:
+        meter = req.args["meter"]
+        if meter not in self.config.meters:
+            raise CommandError(f"unknown meter {meter[:64]!r} (meters: {', '.join(sorted(self.config.meters))})",
+                               req.id)
+        requester = str(req.args.get("requester") or "mqtt")[:64]
+        return json.dumps(await self.sync_time(meter, requester=f"mqtt:{requester}"))
+
+    async def sync_time(self, meter_id: str, *, requester: str) -> dict[str, object]:
+        from gateway.timesync import sync_time
+
+        meter = self.config.meters[meter_id]
+        return await self.schedulers[meter.link].with_driver(
+            lambda driver: sync_time(driver, meter, requester=requester))
 
     async def _cmd_status(self, req: Request) -> str:
         return json.dumps(self.status())

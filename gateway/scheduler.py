@@ -19,12 +19,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from gateway import logs
 from gateway.config import Link, Meter, Point
 from gateway.driver import Driver, PointResult
 from gateway.errors import LinkError, MeterlinkError
 from gateway.reading import Quality, Reading
+
+T = TypeVar("T")
 
 LATE_AFTER = 1.0  # seconds: a poll starting later than this after its moment is late
 BACKOFF_CAP = 300.0  # seconds between tries of an offline meter, at most
@@ -189,6 +192,23 @@ class LinkScheduler:
                 ms = self.meters.get(meter.id)
                 if ms is not None:
                     ms.last_latency = elapsed
+
+    async def with_driver(self, action: Callable[[Driver], Awaitable[T]]) -> T:
+        """Run ``action`` on the open driver between polls (time sync, scans): the link stays one transaction at a time."""
+        async with self._lock:
+            t0 = time.monotonic()
+            try:
+                if not self.state.open:
+                    await self.driver.open()
+                    self.state.open = True
+                return await action(self.driver)
+            except LinkError:
+                self.state.open = False
+                with contextlib.suppress(Exception):
+                    await self.driver.close()
+                raise
+            finally:
+                self.state.busy += time.monotonic() - t0
 
     def _ok(self, ms: MeterState, ts: datetime, invalid: list[Reading]) -> None:
         was = ms.online

@@ -1,13 +1,63 @@
-"""``meterlink run``: the gateway in the foreground until SIGTERM or SIGINT."""
+"""``meterlink run``: the gateway in the foreground until SIGTERM or SIGINT.
+
+Under systemd (``systemd/meterlink.service``, ``Type=notify``) it tells the
+service manager where it is: ``READY=1`` once the configuration is valid, the
+journal open and the http listener up; ``WATCHDOG=1`` every half
+``WatchdogSec=`` while the event loop runs and no link is hung (see
+:class:`gateway.metrics.Liveness`), so a hung gateway is restarted;
+``STOPPING=1`` when a signal arrives.  Outside systemd none of this happens.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import stat
 
 from gateway import logs
 from gateway.config import Config
+from gateway.metrics import HttpServer, Liveness
 from gateway.runtime import Gateway
+from gateway.sdnotify import Notifier, watchdog_interval
+
+
+def warn_readable_secrets(config: Config) -> None:
+    """Warn when the configuration file holds a secret inline and other users can read it.
+
+    Secret files get the same check when they are read (:mod:`gateway.secrets`);
+    an inline ``password`` or ``token`` makes the configuration file itself one.
+    """
+    if config.path is None:
+        return
+    inline = [key for key, value in (("sinks.mqtt.password", config.sinks.mqtt and config.sinks.mqtt.password),
+                                     ("sinks.influxdb.token", config.sinks.influxdb and config.sinks.influxdb.token))
+              if value]
+    if not inline:
+        return
+    try:
+        mode = config.path.stat().st_mode
+    except OSError:
+        return
+    if mode & stat.S_IROTH:
+        logs.warning("configuration file holds secrets and is readable by others", file=str(config.path),
+                     keys=",".join(inline), mode=oct(mode & 0o777),
+                     fix="chmod o-r the file, or move the secret to password_file/token_file")
+
+
+async def _watchdog(notifier: Notifier, liveness: Liveness, interval: float) -> None:
+    """Feed systemd's watchdog while the gateway makes progress; stop feeding (and say why) when it does not."""
+    reported: list[str] = []
+    while True:
+        problems = liveness.check()
+        if not problems:
+            notifier.watchdog()
+            if reported:
+                logs.info("watchdog: gateway alive again")
+        elif problems != reported:
+            logs.error("watchdog: gateway not alive, not feeding the systemd watchdog", problems="; ".join(problems))
+        reported = problems
+        await asyncio.sleep(interval / 2)
 
 
 async def run_gateway(config: Config) -> int:
@@ -16,11 +66,31 @@ async def run_gateway(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    warn_readable_secrets(config)
+    notifier = Notifier.from_env()
     gw = Gateway(config)
     await gw.start()
+    liveness = Liveness(gw)
+    http: HttpServer | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
+        if config.http is not None:
+            http = HttpServer(gw, config.http, liveness)
+            await http.start()
+        interval = watchdog_interval()
+        if interval is not None and notifier.enabled:
+            watchdog = asyncio.create_task(_watchdog(notifier, liveness, interval), name="meterlink.watchdog")
+        notifier.ready(f"reading {len(config.meters)} meters on {len(gw.schedulers)} links")
         await stop.wait()
         logs.info("stopping", gateway=gw.id)
     finally:
+        notifier.stopping("flushing the journal")
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        if http is not None:
+            await http.close()
         await gw.stop()
+        notifier.close()
     return 0

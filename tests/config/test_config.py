@@ -24,7 +24,11 @@ def test_bad_config_case(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert expected, f"{case.name}: expected.err is empty"
     with pytest.raises(ConfigProblems) as info:
         load_config("gateway.yaml")
-    assert [str(p) for p in info.value.problems] == expected
+    got = [str(p) for p in info.value.problems]
+    assert len(got) == len(expected), got
+    for line, want in zip(got, expected, strict=True):
+        # a line ending in "..." pins only its beginning (lists that grow with the build)
+        assert line.startswith(want[:-3]) if want.endswith("...") else line == want
 
 
 def test_at_least_ten_distinct_key_paths() -> None:
@@ -60,9 +64,11 @@ def test_every_builtin_profile_resolves(name: str) -> None:
     points = profile_points(name)
     assert len({p.obis for p in points}) == len(points)
     intervals = {p.interval for p in points}
-    assert 10.0 in intervals and 900.0 in intervals, "instantaneous every 10 s, energy every 15 min"
+    assert 900.0 in intervals, "energy every 15 min"
+    if profile.protocol == "modbus":
+        assert 10.0 in intervals, "instantaneous every 10 s"
     for p in points:
-        assert p.obis.startswith("1.0.")
+        assert p.obis.startswith("1.0.") or p.obis == "0.0.1.0.0.255"  # the clock
         if ".8." in p.obis:
             assert p.unit in ("kWh", "kvarh", "Wh", "varh") and p.interval == 900.0
 

@@ -1,0 +1,333 @@
+"""A-XDR ``Data`` values and COSEM date-time: the typed values inside every GET response, no I/O.
+
+dlms-cosem's ``dlms_data`` writes octet-string lengths on one byte (wrong from
+128 bytes on), turns floats into binary floats, and reads a date-time
+deviation of 0 as "not specified"; a gateway that must print ``1234.56`` for a
+register holding 1234.56 cannot use it for values.  This module decodes the
+``Data`` CHOICE of IEC 62056-6-2 (DLMS UA 1000-1 "Blue Book" 4.1.5, "Data ::=
+CHOICE") into :class:`Data` nodes that keep their tag, and encodes them again
+for the simulated meter.
+
+References: IEC 62056-6-2:2017 / Blue Book ed. 12, 4.1.5 (common data types),
+4.1.6.1 (date and time formats); IEC 61334-6 (A-XDR length encoding).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from gateway.errors import FrameError
+from gateway.reading import float32_decimal, float64_decimal
+
+
+class Tag(enum.IntEnum):
+    """The ``Data`` CHOICE tags (Blue Book 4.1.5)."""
+
+    NULL = 0
+    ARRAY = 1
+    STRUCTURE = 2
+    BOOLEAN = 3
+    BIT_STRING = 4
+    DOUBLE_LONG = 5             # Integer32
+    DOUBLE_LONG_UNSIGNED = 6    # Unsigned32
+    OCTET_STRING = 9
+    VISIBLE_STRING = 10
+    UTF8_STRING = 12
+    BCD = 13
+    INTEGER = 15                # Integer8
+    LONG = 16                   # Integer16
+    UNSIGNED = 17               # Unsigned8
+    LONG_UNSIGNED = 18          # Unsigned16
+    COMPACT_ARRAY = 19
+    LONG64 = 20
+    LONG64_UNSIGNED = 21
+    ENUM = 22
+    FLOAT32 = 23
+    FLOAT64 = 24
+    DATE_TIME = 25
+    DATE = 26
+    TIME = 27
+    DONT_CARE = 255
+
+
+_INTS: dict[int, tuple[int, bool]] = {  # tag -> (size, signed)
+    Tag.DOUBLE_LONG: (4, True), Tag.DOUBLE_LONG_UNSIGNED: (4, False), Tag.INTEGER: (1, True),
+    Tag.LONG: (2, True), Tag.UNSIGNED: (1, False), Tag.LONG_UNSIGNED: (2, False), Tag.LONG64: (8, True),
+    Tag.LONG64_UNSIGNED: (8, False), Tag.ENUM: (1, False), Tag.BCD: (1, True),
+}
+_FIXED_OCTETS = {Tag.DATE_TIME: 12, Tag.DATE: 5, Tag.TIME: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """One A-XDR value with its tag: ``value`` is an int, bool, bytes, str, Decimal (floats), None or a tuple of Data."""
+
+    tag: Tag
+    value: Any = None
+
+    def number(self) -> Decimal:
+        """The value as an exact decimal; raises ValueError for a value that is not a number."""
+        if self.tag in _INTS:
+            return Decimal(int(self.value))
+        if self.tag in (Tag.FLOAT32, Tag.FLOAT64):
+            return Decimal(self.value)
+        if self.tag is Tag.BOOLEAN:
+            return Decimal(int(bool(self.value)))
+        raise ValueError(f"{self.tag.name.lower().replace('_', '-')} is not a number")
+
+    @property
+    def items(self) -> tuple[Data, ...]:
+        if self.tag not in (Tag.ARRAY, Tag.STRUCTURE):
+            raise ValueError(f"{self.tag.name.lower()} is not an array or a structure")
+        return tuple(self.value)
+
+
+# --- constructors (for the simulated meter and tests) ------------------------------
+
+
+def null() -> Data:
+    return Data(Tag.NULL, None)
+
+
+def array(items: Sequence[Data]) -> Data:
+    return Data(Tag.ARRAY, tuple(items))
+
+
+def structure(*items: Data) -> Data:
+    return Data(Tag.STRUCTURE, tuple(items))
+
+
+def octets(value: bytes) -> Data:
+    return Data(Tag.OCTET_STRING, bytes(value))
+
+
+def visible(value: str) -> Data:
+    return Data(Tag.VISIBLE_STRING, value)
+
+
+def integer(tag: Tag, value: int) -> Data:
+    size, signed = _INTS[tag]
+    value.to_bytes(size, "big", signed=signed)  # raises OverflowError when it does not fit
+    return Data(tag, int(value))
+
+
+def float64(value: float) -> Data:
+    return Data(Tag.FLOAT64, float64_decimal(value))
+
+
+# --- lengths -------------------------------------------------------------------------
+
+
+def encode_length(n: int) -> bytes:
+    """A-XDR / BER definite length: one byte below 128, else 0x8N and N big-endian bytes."""
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def decode_length(buf: bytes, pos: int) -> tuple[int, int]:
+    """``(length, position after it)``; raises FrameError when the bytes end inside it."""
+    if pos >= len(buf):
+        raise FrameError("A-XDR length runs past the end of the data")
+    first = buf[pos]
+    if first < 0x80:
+        return first, pos + 1
+    n = first & 0x7F
+    if n == 0 or n > 4 or pos + 1 + n > len(buf):
+        raise FrameError(f"bad A-XDR length {buf[pos:pos + 1 + n].hex(' ')}")
+    return int.from_bytes(buf[pos + 1:pos + 1 + n], "big"), pos + 1 + n
+
+
+# --- Data ----------------------------------------------------------------------------
+
+
+def encode(d: Data) -> bytes:
+    tag = d.tag
+    if tag in (Tag.NULL, Tag.DONT_CARE):
+        return bytes([tag])
+    if tag in (Tag.ARRAY, Tag.STRUCTURE):
+        return bytes([tag]) + encode_length(len(d.value)) + b"".join(encode(x) for x in d.value)
+    if tag is Tag.BOOLEAN:
+        return bytes([tag, 0xFF if d.value else 0x00])
+    if tag in _INTS:
+        size, signed = _INTS[tag]
+        return bytes([tag]) + int(d.value).to_bytes(size, "big", signed=signed)
+    if tag in (Tag.OCTET_STRING, Tag.VISIBLE_STRING, Tag.UTF8_STRING):
+        raw = d.value if isinstance(d.value, bytes) else str(d.value).encode("ascii" if tag is Tag.VISIBLE_STRING
+                                                                          else "utf-8")
+        return bytes([tag]) + encode_length(len(raw)) + raw
+    if tag is Tag.BIT_STRING:
+        bits, raw = d.value
+        return bytes([tag]) + encode_length(bits) + raw
+    if tag is Tag.FLOAT32:
+        return bytes([tag]) + struct.pack(">f", float(d.value))
+    if tag is Tag.FLOAT64:
+        return bytes([tag]) + struct.pack(">d", float(d.value))
+    if tag in _FIXED_OCTETS:
+        return bytes([tag]) + bytes(d.value)
+    raise ValueError(f"cannot encode {tag!r}")
+
+
+def decode(buf: bytes, pos: int = 0) -> tuple[Data, int]:
+    """One ``Data`` value starting at ``pos``: ``(value, position after it)``.
+
+    Raises FrameError for bytes that are not A-XDR data (an unknown tag, a
+    value running past the end): they came from a meter and are malformed.
+    """
+    if pos >= len(buf):
+        raise FrameError("A-XDR data ends before the value")
+    raw_tag = buf[pos]
+    try:
+        tag = Tag(raw_tag)
+    except ValueError:
+        raise FrameError(f"unknown A-XDR data tag {raw_tag} at byte {pos}") from None
+    pos += 1
+    if tag in (Tag.NULL, Tag.DONT_CARE):
+        return Data(tag, None), pos
+    if tag in (Tag.ARRAY, Tag.STRUCTURE):
+        count, pos = decode_length(buf, pos)
+        items = []
+        for _ in range(count):
+            item, pos = decode(buf, pos)
+            items.append(item)
+        return Data(tag, tuple(items)), pos
+    if tag is Tag.COMPACT_ARRAY:
+        raise FrameError("compact-array data is not supported")
+    if tag is Tag.BOOLEAN:
+        _need(buf, pos, 1)
+        return Data(tag, buf[pos] != 0), pos + 1
+    if tag in _INTS:
+        size, signed = _INTS[tag]
+        _need(buf, pos, size)
+        return Data(tag, int.from_bytes(buf[pos:pos + size], "big", signed=signed)), pos + size
+    if tag in (Tag.OCTET_STRING, Tag.VISIBLE_STRING, Tag.UTF8_STRING):
+        n, pos = decode_length(buf, pos)
+        _need(buf, pos, n)
+        raw = bytes(buf[pos:pos + n])
+        if tag is Tag.OCTET_STRING:
+            return Data(tag, raw), pos + n
+        return Data(tag, raw.decode("latin-1" if tag is Tag.VISIBLE_STRING else "utf-8", errors="replace")), pos + n
+    if tag is Tag.BIT_STRING:
+        bits, pos = decode_length(buf, pos)
+        n = (bits + 7) // 8
+        _need(buf, pos, n)
+        return Data(tag, (bits, bytes(buf[pos:pos + n]))), pos + n
+    if tag is Tag.FLOAT32:
+        _need(buf, pos, 4)
+        return Data(tag, _float(struct.unpack(">f", buf[pos:pos + 4])[0], float32_decimal)), pos + 4
+    if tag is Tag.FLOAT64:
+        _need(buf, pos, 8)
+        return Data(tag, _float(struct.unpack(">d", buf[pos:pos + 8])[0], float64_decimal)), pos + 8
+    size = _FIXED_OCTETS[tag]
+    _need(buf, pos, size)
+    return Data(tag, bytes(buf[pos:pos + size])), pos + size
+
+
+def decode_all(buf: bytes) -> Data:
+    """Exactly one value filling ``buf``."""
+    d, end = decode(buf, 0)
+    if end != len(buf):
+        raise FrameError(f"{len(buf) - end} bytes after the A-XDR value")
+    return d
+
+
+def _need(buf: bytes, pos: int, n: int) -> None:
+    if pos + n > len(buf):
+        raise FrameError(f"A-XDR value needs {n} bytes at byte {pos}, {len(buf) - pos} left")
+
+
+def _float(x: float, convert: Any) -> Decimal | None:
+    try:
+        return convert(x)  # type: ignore[no-any-return]
+    except ValueError:
+        return None  # NaN or infinity: not a value
+
+
+# --- COSEM date-time (Blue Book 4.1.6.1) --------------------------------------------
+
+NOT_SPECIFIED_DEVIATION = -0x8000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CosemDateTime:
+    """The 12-byte date-time: ``deviation`` in minutes, ``None`` when the meter leaves it unspecified.
+
+    Blue Book 4.1.6.1: "deviation: ... in minutes of local time to UTC", so
+    local time = UTC - deviation, and a meter on CET (UTC+01:00) sends -60.
+    Some companion standards send the opposite sign; the driver reads the
+    standard's.
+    """
+
+    year: int
+    month: int
+    day: int
+    hour: int
+    minute: int
+    second: int
+    hundredths: int = 0
+    deviation: int | None = None
+    status: int = 0
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CosemDateTime:
+        if len(raw) != 12:
+            raise FrameError(f"a date-time has 12 bytes, got {len(raw)}")
+        year = int.from_bytes(raw[0:2], "big")
+        month, day, _dow, hour, minute, second, hundredths = raw[2:9]
+        deviation = int.from_bytes(raw[9:11], "big", signed=True)
+        if year == 0xFFFF or month > 12 or day > 31 or month in (0, 0xFF) or day in (0, 0xFF) or hour > 23 \
+                or minute > 59 or second > 59:
+            raise FrameError(f"date-time {raw.hex(' ')} is not a point in time (unspecified or out of range fields)")
+        return cls(year=year, month=month, day=day, hour=hour, minute=minute, second=second,
+                   hundredths=0 if hundredths == 0xFF else min(hundredths, 99),
+                   deviation=None if deviation == NOT_SPECIFIED_DEVIATION else deviation, status=raw[11])
+
+    @classmethod
+    def from_datetime(cls, dt: datetime, *, deviation: int | None = 0, status: int = 0) -> CosemDateTime:
+        """``dt`` (aware) as a meter would send it, in the local time that ``deviation`` describes."""
+        utc = dt.astimezone(UTC)
+        local = utc - timedelta(minutes=deviation or 0)
+        return cls(year=local.year, month=local.month, day=local.day, hour=local.hour, minute=local.minute,
+                   second=local.second, hundredths=local.microsecond // 10000, deviation=deviation, status=status)
+
+    def to_bytes(self) -> bytes:
+        try:
+            dow = datetime(self.year, self.month, self.day).isoweekday()  # Monday = 1 (Blue Book)
+        except ValueError:
+            dow = 0xFF
+        dev = NOT_SPECIFIED_DEVIATION if self.deviation is None else self.deviation
+        return (self.year.to_bytes(2, "big") + bytes([self.month, self.day, dow, self.hour, self.minute, self.second,
+                                                      self.hundredths])
+                + dev.to_bytes(2, "big", signed=True) + bytes([self.status]))
+
+    def to_datetime(self, unspecified: tzinfo | None = None) -> datetime:
+        """An aware datetime; a missing deviation means the zone ``unspecified`` (default: the gateway's)."""
+        try:
+            naive = datetime(self.year, self.month, self.day, self.hour, self.minute, self.second,
+                             self.hundredths * 10000)
+        except ValueError as exc:
+            raise FrameError(f"date-time is not a valid date: {exc}") from None
+        if self.deviation is None:
+            if unspecified is None:
+                return naive.astimezone()
+            return naive.replace(tzinfo=unspecified)
+        return naive.replace(tzinfo=timezone(timedelta(minutes=-self.deviation)))
+
+
+def datetime_data(dt: datetime, *, deviation: int | None = 0) -> Data:
+    """A date-time as meters send it: an octet-string of 12 bytes (Blue Book 4.1.6.1)."""
+    return octets(CosemDateTime.from_datetime(dt, deviation=deviation).to_bytes())
+
+
+def as_datetime(d: Data, unspecified: tzinfo | None = None) -> datetime:
+    """A date-time value (octet-string of 12 bytes or the date-time tag) as an aware datetime."""
+    if d.tag not in (Tag.OCTET_STRING, Tag.DATE_TIME) or not isinstance(d.value, bytes):
+        raise FrameError(f"expected a date-time, got {d.tag.name.lower()}")
+    return CosemDateTime.from_bytes(d.value).to_datetime(unspecified)

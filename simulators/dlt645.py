@@ -1,0 +1,247 @@
+"""Simulated DL/T 645-2007 meters: several addresses on one bus, built on ``drivers.dlt645.codec``.
+
+Each meter has time-of-use energy registers that follow a sharp/peak/flat/valley
+timetable (tariffs 1-4 sum exactly to the total), 62 days of daily frozen
+data, a clock with a configurable drift that the 08H broadcast sets, error
+replies for identifiers it does not know, follow-up frames for replies longer
+than ``max_payload``, FE preambles of random length, and the fault injection
+all simulators share.  ``blocks=False`` emulates meters that answer block
+identifiers with "no requested data".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from drivers.dlt645 import codec, dis
+from drivers.dlt645.codec import Frame, Function
+from gateway.errors import FrameError
+from simulators.faults import FaultPlan
+from simulators.model import MeterModel
+from simulators.serve import Reply
+
+OTHER_ERROR = 0x01
+NO_REQUESTED_DATA = 0x02
+
+# 尖峰平谷: tariff 1 sharp, 2 peak, 3 flat, 4 valley, by hour of the day (a common provincial timetable)
+TIMETABLE = {h: 4 for h in range(24)}
+TIMETABLE.update({h: 3 for h in (7, 12, 13, 14, 15, 16, 22)})
+TIMETABLE.update({h: 2 for h in (8, 9, 17, 18, 21)})
+TIMETABLE.update({h: 1 for h in (10, 11, 19, 20)})
+
+DAILY_KWH_RANGE = (8.0, 60.0)
+
+
+@dataclass
+class Dlt645Meter:
+    """One meter: its address, a :class:`MeterModel` for instantaneous values, TOU registers and history."""
+
+    address: str
+    model: MeterModel
+    clock_offset: float = 0.0  # seconds the meter's clock runs ahead of true time
+    blocks: bool = True
+    _tou: list[float] = field(default_factory=list)  # forward active energy per tariff 1-4, kWh
+    _reverse: list[float] = field(default_factory=list)
+    _last: float = 0.0
+    _daily: float = 0.0
+
+    def __post_init__(self) -> None:
+        rng = random.Random(int(self.address) if self.address.isdigit() else 7)
+        total = rng.uniform(2000.0, 40000.0)
+        self._tou = [total * share for share in (0.08, 0.32, 0.35, 0.25)]
+        self._reverse = [rng.uniform(0.0, 50.0) * share for share in (0.1, 0.3, 0.4, 0.2)]
+        self._daily = rng.uniform(*DAILY_KWH_RANGE)
+        self._last = self.model.start
+
+    # --- time ---------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        """The meter's own local wall time (naive, as the meter keeps it)."""
+        base = self.model.start if self.model.frozen else dt.datetime.now().timestamp()
+        return dt.datetime.fromtimestamp(base + self.clock_offset).replace(microsecond=0)
+
+    def set_clock(self, when: dt.datetime) -> None:
+        true_now = self.model.start if self.model.frozen else dt.datetime.now().timestamp()
+        self.clock_offset = when.timestamp() - true_now
+
+    def _advance(self) -> None:
+        if self.model.frozen:
+            return
+        t = dt.datetime.now().timestamp()
+        dt_s = t - self._last
+        if dt_s <= 0:
+            return
+        p_kw = float(self.model.value("1.0.16.7.0.255")) / 1000.0
+        tariff = TIMETABLE[self.now().hour]
+        self._tou[tariff - 1] += max(p_kw, 0.0) * dt_s / 3600.0
+        self._last = t
+
+    # --- registers ---------------------------------------------------------------
+
+    def forward(self) -> list[Decimal]:
+        """Total and tariffs 1-4, each as the meter shows it (0.01 kWh); the total is their exact sum."""
+        self._advance()
+        tariffs = [Decimal(f"{v:.2f}") for v in self._tou]
+        return [sum(tariffs, Decimal(0)), *tariffs]
+
+    def reverse(self) -> list[Decimal]:
+        tariffs = [Decimal(f"{v:.2f}") for v in self._reverse]
+        return [sum(tariffs, Decimal(0)), *tariffs]
+
+    def frozen(self, n: int) -> tuple[dt.datetime, list[Decimal], list[Decimal]]:
+        """The freeze of ``n`` days ago: midnight of that day and the registers as they stood then."""
+        today = self.now().replace(hour=0, minute=0, second=0)
+        when = today - dt.timedelta(days=n - 1)
+        hours_back = (self.now() - when).total_seconds() / 3600.0
+        fwd = self.forward()[1:]
+        past = []
+        for i, v in enumerate(fwd):
+            share = (0.08, 0.32, 0.35, 0.25)[i]
+            past.append(max(Decimal(0), v - Decimal(f"{self._daily * share * hours_back / 24.0:.2f}")))
+        rev = self.reverse()[1:]
+        return when, [sum(past, Decimal(0)), *past], [sum(rev, Decimal(0)), *rev]
+
+    def value_of(self, di: str) -> Decimal | dt.date | dt.time | dt.datetime | str:
+        """The value of one single (non-block) identifier."""
+        item = dis.lookup(di)
+        if di.startswith("0001") and di[4:6] != "FF":
+            return self.forward()[int(di[4:6], 16)]
+        if di.startswith("0002") and di[4:6] != "FF":
+            return self.reverse()[int(di[4:6], 16)]
+        if di.startswith("0000") and di[4:6] != "FF":
+            t = int(di[4:6], 16)
+            return self.forward()[t] + self.reverse()[t]
+        if di in ("00030000", "00040000"):
+            return Decimal(f"{float(self.model.value(item.obis or '')):.2f}")
+        if di == "04000101":
+            return self.now().date()
+        if di == "04000102":
+            return self.now().time()
+        if di == "04000401":
+            return self.address
+        if item.obis is None:
+            raise KeyError(di)
+        v = self.model.value(item.obis)
+        if item.unit in ("kW", "kvar"):
+            v = v / 1000
+        return v.quantize(Decimal(1).scaleb(-codec.FORMATS[item.fmt].decimals))
+
+    def payload(self, di: str) -> bytes:
+        """The reply payload for ``di``; raises KeyError when the meter has no such data."""
+        item = dis.lookup(di)
+        if di.startswith("0506"):
+            n = int(di[6:8], 16)
+            when, fwd, rev = self.frozen(n)
+            kind = di[4:6]
+            if kind == "00":
+                return codec.encode_value("YYMMDDhhmm", when)
+            return dis.encode_item(di, fwd if kind == "01" else rev)
+        if item.is_block:
+            if not self.blocks:
+                raise KeyError(di)
+            return dis.encode_item(di, [self.value_of(m) for m in item.members])
+        return dis.encode_item(di, [self.value_of(di)])
+
+
+class Dlt645Handler:
+    """Frames requests off the bus and answers for the meters it serves (silent for other addresses)."""
+
+    def __init__(self, meters: dict[str, Dlt645Meter], *, faults: FaultPlan | None = None, late_delay: float = 2.0,
+                 max_payload: int = 200, seed: int = 3) -> None:
+        self.meters = meters
+        self.faults = faults or FaultPlan()
+        self.late_delay = late_delay
+        self.max_payload = max_payload
+        self._buf = b""
+        self._rng = random.Random(seed)
+        self._pending: dict[tuple[str, str], list[bytes]] = {}  # follow-up frames still to send
+        self.requests = 0
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self._buf += data
+        replies: list[Reply] = []
+        while self._buf:
+            try:
+                used, frame = codec.decode(self._buf)
+            except FrameError as exc:
+                self._buf = self._buf[max(1, int(getattr(exc, "consumed", 1))):]
+                continue
+            self._buf = self._buf[used:]
+            if frame is None:
+                break
+            if frame.is_reply:
+                continue  # another meter's answer on the bus
+            replies.extend(self._answer(frame))
+        return replies
+
+    def _targets(self, frame: Frame) -> list[Dlt645Meter]:
+        if frame.address == codec.BROADCAST_ADDRESS:
+            return list(self.meters.values())
+        return [m for a, m in self.meters.items() if codec.address_matches(frame.address, a)]
+
+    def _answer(self, frame: Frame) -> list[Reply]:
+        targets = self._targets(frame)
+        if not targets:
+            return []
+        if frame.function == Function.BROADCAST_TIME_SYNC:
+            when = codec.decode_value("YYMMDDhhmmss", frame.data)
+            if isinstance(when, dt.datetime):
+                for m in targets:
+                    # the standard: a meter only accepts a broadcast time sync within +/-5 min
+                    if abs((when - m.now()).total_seconds()) <= 300:
+                        m.set_clock(when)
+            return []
+        out = []
+        for meter in targets:
+            self.requests += 1
+            fault = self.faults.pick(meter.address)
+            if fault == "silent":
+                continue
+            reply = self._reply(meter, frame, fault)
+            if reply is None:
+                continue
+            data = codec.encode_frame(reply, wakeup=self._rng.randrange(0, 5))
+            delay = 0.0
+            if fault == "crc":
+                data = data[:-2] + bytes(((data[-2] + 1) & 0xFF,)) + data[-1:]
+            elif fault == "truncate":
+                data = data[: max(4, len(data) // 2)]
+            elif fault == "garbage":
+                data = bytes(self._rng.randrange(256) for _ in range(3)) + data
+            elif fault == "late":
+                delay = self.late_delay
+            out.append(Reply(data, delay))
+        return out
+
+    def _reply(self, meter: Dlt645Meter, frame: Frame, fault: str | None) -> Frame | None:
+        fn = frame.function
+        if fault == "exception":
+            return codec.error_reply(meter.address, fn, OTHER_ERROR)
+        if fn == Function.READ_ADDRESS:
+            return codec.read_address_reply(meter.address)
+        if fn == Function.READ_DATA:
+            if len(frame.data) < 4:
+                return codec.error_reply(meter.address, fn, OTHER_ERROR)
+            di = codec.decode_di(frame.data[:4])
+            try:
+                payload = meter.payload(di)
+            except (KeyError, FrameError, ValueError):
+                return codec.error_reply(meter.address, fn, NO_REQUESTED_DATA)
+            chunks = [payload[i:i + self.max_payload - 5] for i in range(0, len(payload), self.max_payload - 5)] \
+                or [b""]
+            self._pending[(meter.address, di)] = chunks[1:]
+            return codec.read_reply(meter.address, di, chunks[0], more=len(chunks) > 1)
+        if fn == Function.READ_FOLLOW_UP:
+            if len(frame.data) < 5:
+                return codec.error_reply(meter.address, fn, OTHER_ERROR)
+            di = codec.decode_di(frame.data[:4])
+            seq = frame.data[4]
+            pending = self._pending.get((meter.address, di), [])
+            if not pending:
+                return codec.error_reply(meter.address, fn, NO_REQUESTED_DATA)
+            chunk = pending.pop(0)
+            return codec.read_follow_up_reply(meter.address, di, chunk, seq, more=bool(pending))
+        return codec.error_reply(meter.address, fn, OTHER_ERROR)

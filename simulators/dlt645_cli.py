@@ -1,0 +1,86 @@
+"""``meterlink simulate dlt645 ...``: a simulated DL/T 645-2007 bus on a pty or a TCP port."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import sys
+
+from gateway.durations import parse_duration
+from simulators.dlt645 import Dlt645Handler, Dlt645Meter
+from simulators.faults import FaultPlan, parse_fault
+from simulators.model import MeterModel
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    m = sub.add_parser("dlt645", help="DL/T 645-2007 meters on one bus (pty or TCP, raw bytes)")
+    m.add_argument("--address", action="append", help="12-digit nameplate address (repeatable; default 000000000001)")
+    where = m.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal (prints its path)")
+    where.add_argument("--tcp", type=int, metavar="PORT", help="serve on 127.0.0.1:PORT (0: any free port)")
+    m.add_argument("--link", help="with --pty: also make this symlink to the pty")
+    m.add_argument("--fault", action="append", default=[], metavar="KIND[:P][@ADDRESS]",
+                   help="inject a fault: silent|late|crc|exception|truncate|garbage, probability P, one meter")
+    m.add_argument("--late-delay", default="2s")
+    m.add_argument("--clock-drift", default="0s", help="how far the meters' clocks run ahead, e.g. 90s (or -90s)")
+    m.add_argument("--no-blocks", action="store_true", help="answer block identifiers with 'no requested data'")
+    m.add_argument("--max-payload", type=int, default=200, help="longer replies are sent as follow-up frames")
+    m.add_argument("--freeze", action="store_true", help="values and clocks do not change")
+    m.add_argument("--seed", type=int, default=1)
+    m.set_defaults(sim_run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    addresses = args.address or ["000000000001"]
+    for a in addresses:
+        if not re.fullmatch(r"\d{12}", a):
+            print(f"meterlink simulate: {a!r} is not a 12-digit DL/T 645 address", file=sys.stderr)
+            return 2
+    try:
+        faults = [parse_fault(f) for f in args.fault]
+        late = parse_duration(args.late_delay)
+        drift_text = args.clock_drift.lstrip("-")
+        drift = parse_duration(drift_text) if drift_text not in ("0", "0s") else 0.0
+        drift = -drift if args.clock_drift.startswith("-") else drift
+    except ValueError as exc:
+        print(f"meterlink simulate: {exc}", file=sys.stderr)
+        return 2
+    if not 16 <= args.max_payload <= 200:
+        print("meterlink simulate: --max-payload must be 16-200", file=sys.stderr)
+        return 2
+    meters = {a: Dlt645Meter(a, MeterModel(seed=args.seed + i, frozen=args.freeze), clock_offset=drift,
+                             blocks=not args.no_blocks) for i, a in enumerate(addresses)}
+    return asyncio.run(_serve(args, meters, FaultPlan(faults), late))
+
+
+async def _serve(args: argparse.Namespace, meters: dict[str, Dlt645Meter], faults: FaultPlan, late: float) -> int:
+    from simulators.serve import PtyServer, serve_tcp, tcp_port
+
+    def factory() -> Dlt645Handler:
+        return Dlt645Handler(meters, faults=faults, late_delay=late, max_payload=args.max_payload)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    what = f"dlt645 meters {','.join(meters)}"
+    if args.pty:
+        pty = PtyServer(factory, args.link)
+        pty.start()
+        print(f"serving {what} on {pty.path}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            pty.close()
+        return 0
+    try:
+        server = await serve_tcp(factory, "127.0.0.1", args.tcp)
+    except OSError as exc:
+        print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"serving {what} on 127.0.0.1:{tcp_port(server)}", flush=True)
+    async with server:
+        await stop.wait()
+    return 0
