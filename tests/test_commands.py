@@ -20,7 +20,8 @@ HANDLERS = {"status": _status, "read": _status}
 
 def test_answers_name_the_request_id() -> None:
     text = asyncio.run(handle("reboot", b'{"id": 42}', HANDLERS))
-    assert json.loads(text) == {"id": 42, "ok": False, "error": "unknown command 'reboot' (commands: read, status, sync_time)"}
+    assert json.loads(text) == {"id": 42, "ok": False,
+                                "error": "unknown command 'reboot' (commands: read, status, sync_time)"}
     text = asyncio.run(handle("status", b'{"id": "a"}', HANDLERS))
     assert json.loads(text) == {"id": "a", "ok": True, "result": {"seen": {}}}
 

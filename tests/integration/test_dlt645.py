@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -162,7 +163,7 @@ def test_daily_frozen_backfill_after_three_day_gap(tmp_path: Path) -> None:
     stamps = asyncio.run(scenario())
     assert len(stamps) == len(set(stamps)) == 8, stamps  # 5 days, then the 3 missed ones, each once
     assert stamps == sorted(stamps), "oldest first"
-    days = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)]
+    days = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
     assert all(d == 86400 for d in days), "one freeze per day, no day missing"
 
 
