@@ -253,6 +253,14 @@ class ProfileGroup(_Model):
     points: list[PointConfig]
 
 
+class ForbiddenRange(_Model):
+    """Registers a meter refuses to read (exception 02): block reads must not bridge over them."""
+
+    function: Literal["input", "holding"]
+    first: int = Field(ge=0, le=65535)
+    last: int = Field(ge=0, le=65535)
+
+
 class ProfileConfig(_Model):
     """A device profile file (``config/profiles/README.md``)."""
 
@@ -264,6 +272,7 @@ class ProfileConfig(_Model):
     defaults: dict[str, Any] = Field(default_factory=dict)
     max_registers: int | None = Field(default=None, ge=1, le=125)
     max_gap: int | None = Field(default=None, ge=0, le=124)
+    forbidden: list[ForbiddenRange] = Field(default_factory=list)
     groups: list[ProfileGroup]
 
 
@@ -312,6 +321,7 @@ class Meter:
     config: MeterConfig
     max_registers: int = 125
     max_gap: int = 0
+    forbidden: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -546,8 +556,9 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         max_regs = m.max_registers or (profile.max_registers if profile else None) or 125
         max_gap = m.max_gap if m.max_gap is not None else (profile.max_gap if profile and profile.max_gap
                                                            is not None else 0)
+        forbidden = tuple((f.function, f.first, f.last) for f in profile.forbidden) if profile else ()
         meters[mid] = Meter(id=mid, link=m.link, protocol=m.protocol, address=norm, points=tuple(points),
-                            config=m, max_registers=max_regs, max_gap=max_gap)
+                            config=m, max_registers=max_regs, max_gap=max_gap, forbidden=forbidden)
 
     _check_sinks(fc, problems)
     if problems:

@@ -117,6 +117,7 @@ class Gateway:
             listener(ms)
 
     async def start(self) -> None:
+        _raise_file_limit()
         self.journal.open()
         try:
             self._make_sinks()
@@ -160,6 +161,12 @@ class Gateway:
         for sink in self.sinks:
             if hasattr(sink, "publish_offline"):
                 await sink.publish_offline()
+        for sched in self.schedulers.values():  # stop polling, then commit what was acquired
+            for t in self._tasks:
+                if t.get_name() == f"meterlink[{sched.link.id}].poll":
+                    t.cancel()
+            with contextlib.suppress(Exception):
+                await sched.flush()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -211,3 +218,13 @@ class Gateway:
         return {"gateway": self.id, "version": __version__, "ts": format_ts(datetime.now().astimezone()),
                 "uptime_s": round(time.time() - self.started, 1), "links": links, "meters": meters,
                 "sinks": sinks, "journal": self.journal.counts()}
+
+
+def _raise_file_limit() -> None:
+    """A TCP meter is a socket: a gateway with thousands of them needs more than the usual 1,024 descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))

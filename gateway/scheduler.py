@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ T = TypeVar("T")
 
 LATE_AFTER = 1.0  # seconds: a poll starting later than this after its moment is late
 BACKOFF_CAP = 300.0  # seconds between tries of an offline meter, at most
+MAX_UNCOMMITTED = 8  # batches a link may have waiting for the journal before it waits too
 
 
 def local_offset() -> float:
@@ -65,6 +67,7 @@ class MeterState:
     points_invalid: int = 0
     late_polls: int = 0
     missed_polls: int = 0
+    max_lateness: float = 0.0
     last_latency: float | None = None
 
     def next_due(self) -> float:
@@ -86,6 +89,8 @@ class LinkState:
     errors: int = 0
     open: bool = False
     last_error: str | None = None
+    # how late polls started (seconds after their moment), the most recent ones, for p50/p99 figures
+    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
 
     def utilization(self) -> float:
         wall = time.monotonic() - self.started
@@ -121,6 +126,7 @@ class LinkScheduler:
             groups = [Group(iv, tuple(ps)) for iv, ps in sorted(by_interval.items())]
             self.meters[m.id] = MeterState(m, groups)
         self._lock = asyncio.Lock()  # one transaction at a time on this link
+        self._uncommitted: set[asyncio.Task[None]] = set()
 
     # --- the poll loop -----------------------------------------------------------
 
@@ -153,10 +159,13 @@ class LinkScheduler:
                     if missed:
                         ms.missed_polls += missed
                 g.next_due = nxt
-        lateness = start - due
-        if lateness > LATE_AFTER and ms.retry_at < due:
-            ms.late_polls += 1
-            logs.warning("late poll", meter=ms.meter.id, link=self.link.id, late_s=f"{lateness:.3f}")
+        lateness = max(0.0, start - due)
+        if ms.retry_at < due:
+            self.state.lateness.append(lateness)
+            if lateness > LATE_AFTER:
+                ms.late_polls += 1
+                ms.max_lateness = max(ms.max_lateness, lateness)
+                logs.warning("late poll", meter=ms.meter.id, link=self.link.id, late_s=f"{lateness:.3f}")
         if not points:
             return
         ts = datetime.fromtimestamp(start, UTC)
@@ -169,7 +178,13 @@ class LinkScheduler:
         invalid = [r for r in readings if r.quality is Quality.INVALID]
         ms.points_invalid += len(invalid)
         self._ok(ms, ts, invalid)
-        await self.on_batch(ms.meter, ts, readings)
+        # the link goes on with the next poll while the journal commits this batch (nothing sees the
+        # readings before the commit); a slow disk holds the link back once MAX_UNCOMMITTED are waiting
+        task = asyncio.create_task(self.on_batch(ms.meter, ts, readings))
+        self._uncommitted.add(task)
+        task.add_done_callback(self._uncommitted.discard)
+        if len(self._uncommitted) >= MAX_UNCOMMITTED:
+            await asyncio.wait(self._uncommitted, return_when=asyncio.FIRST_COMPLETED)
 
     async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
         """One batch through the driver, holding the link; used by the poll loop and on-demand reads."""
@@ -247,7 +262,13 @@ class LinkScheduler:
         if changed and self.on_status:
             self.on_status(ms)
 
+    async def flush(self) -> None:
+        """Wait until every batch this link acquired is committed to the journal."""
+        if self._uncommitted:
+            await asyncio.gather(*self._uncommitted, return_exceptions=True)
+
     async def close(self) -> None:
+        await self.flush()
         async with self._lock:
             await self.driver.close()
             self.state.open = False

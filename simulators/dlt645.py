@@ -22,6 +22,7 @@ from gateway.errors import FrameError
 from simulators.faults import FaultPlan
 from simulators.model import MeterModel
 from simulators.serve import Reply
+from simulators.wire import dlt645_transaction
 
 OTHER_ERROR = 0x01
 NO_REQUESTED_DATA = 0x02
@@ -150,7 +151,8 @@ class Dlt645Handler:
     """Frames requests off the bus and answers for the meters it serves (silent for other addresses)."""
 
     def __init__(self, meters: dict[str, Dlt645Meter], *, faults: FaultPlan | None = None, late_delay: float = 2.0,
-                 max_payload: int = 200, seed: int = 3) -> None:
+                 max_payload: int = 200, seed: int = 3, wire_baud: int | None = None) -> None:
+        self.wire_baud = wire_baud
         self.meters = meters
         self.faults = faults or FaultPlan()
         self.late_delay = late_delay
@@ -213,6 +215,8 @@ class Dlt645Handler:
                 data = bytes(self._rng.randrange(256) for _ in range(3)) + data
             elif fault == "late":
                 delay = self.late_delay
+            if self.wire_baud:
+                delay += dlt645_transaction(self.wire_baud, len(codec.encode_frame(frame)), len(data))
             out.append(Reply(data, delay))
         return out
 

@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--max-payload", type=int, default=200, help="longer replies are sent as follow-up frames")
     m.add_argument("--freeze", action="store_true", help="values and clocks do not change")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--wire-time", type=int, metavar="BAUD",
+                   help="delay each reply by its transaction's true wire time at BAUD (11-bit characters + Td)")
     m.set_defaults(sim_run=run)
 
 
@@ -59,7 +61,8 @@ async def _serve(args: argparse.Namespace, meters: dict[str, Dlt645Meter], fault
     from simulators.serve import PtyServer, serve_tcp, tcp_port
 
     def factory() -> Dlt645Handler:
-        return Dlt645Handler(meters, faults=faults, late_delay=late, max_payload=args.max_payload)
+        return Dlt645Handler(meters, faults=faults, late_delay=late, max_payload=args.max_payload,
+                             wire_baud=args.wire_time)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

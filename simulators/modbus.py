@@ -27,6 +27,7 @@ from gateway.errors import FrameError
 from simulators.faults import FaultPlan
 from simulators.model import MeterModel
 from simulators.serve import Reply
+from simulators.wire import modbus_rtu_transaction
 
 ILLEGAL_DATA_ADDRESS = 0x02
 ILLEGAL_DATA_VALUE = 0x03
@@ -40,10 +41,12 @@ class ModbusUnit:
     most meters; reads outside that span get exception 02.
     """
 
-    def __init__(self, unit_id: int, points: Sequence[Point], model: MeterModel) -> None:
+    def __init__(self, unit_id: int, points: Sequence[Point], model: MeterModel,
+                 forbidden: Sequence[tuple[str, int, int]] = ()) -> None:
         self.unit_id = unit_id
         self.points = list(points)
         self.model = model
+        self.forbidden = list(forbidden)  # (function, first, last) the meter refuses with exception 02
         self._spans: dict[str, tuple[int, int]] = {}
         for p in self.points:
             lo, hi = self._spans.get(p.function, (p.register or 0, (p.register or 0) + p.words))
@@ -63,6 +66,9 @@ class ModbusUnit:
         span = self._spans.get(function)
         if span is None or address < span[0] or address + count > span[1]:
             return ILLEGAL_DATA_ADDRESS
+        for fn, first, last in self.forbidden:
+            if fn == function and address <= last and address + count > first:
+                return ILLEGAL_DATA_ADDRESS
         regs = [0] * count
         for p in self.points:
             reg = p.register or 0
@@ -78,7 +84,8 @@ class ModbusHandler:
     """Frames requests off the wire and answers for the units it serves; silent for other unit ids."""
 
     def __init__(self, units: dict[int, ModbusUnit], *, framing: str = "rtu", faults: FaultPlan | None = None,
-                 late_delay: float = 2.0) -> None:
+                 late_delay: float = 2.0, wire_baud: int | None = None) -> None:
+        self.wire_baud = wire_baud  # emulate the line: each reply waits its transaction's wire time
         self.units = units
         self.framing = framing
         self.faults = faults or FaultPlan()
@@ -147,4 +154,7 @@ class ModbusHandler:
             frame = bytes(self._rng.randrange(256) for _ in range(3)) + frame
         elif fault == "late":
             delay = self.late_delay
+        if self.wire_baud:
+            request_bytes = 8 if self.framing == "rtu" else 12
+            delay += modbus_rtu_transaction(self.wire_baud, request_bytes, len(frame))
         return Reply(frame, delay)

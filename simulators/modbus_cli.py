@@ -28,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--late-delay", default="2s", help="how late a 'late' fault answers (default 2s)")
     m.add_argument("--freeze", action="store_true", help="values do not change (for exact comparisons)")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--wire-time", type=int, metavar="BAUD",
+                   help="delay each reply by its transaction's true wire time at BAUD (11-bit characters + t3.5)")
+    m.add_argument("--ports", type=int, default=1,
+                   help="with --tcp: serve this many meters on consecutive ports from PORT (benchmarks)")
     m.set_defaults(sim_run=run)
 
 
@@ -53,11 +57,14 @@ async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int]
     from simulators.modbus import ModbusHandler, ModbusUnit
     from simulators.serve import PtyServer, serve_tcp, tcp_port
 
-    served = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + u, frozen=args.freeze)) for u in units}
+    profile = load_profile(args.profile)
+    forbidden = [(f.function, f.first, f.last) for f in profile.forbidden]
+    served = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + u, frozen=args.freeze), forbidden)
+              for u in units}
     framing = args.framing or ("rtu" if args.pty else "socket")
 
     def factory() -> ModbusHandler:
-        return ModbusHandler(served, framing=framing, faults=faults, late_delay=late)
+        return ModbusHandler(served, framing=framing, faults=faults, late_delay=late, wire_baud=args.wire_time)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,6 +79,24 @@ async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int]
             await stop.wait()
         finally:
             pty.close()
+    elif args.ports > 1:
+        # many meters for benchmarks: one model per port, ports PORT..PORT+N-1
+        servers = []
+        for i in range(args.ports):
+            per_port = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + 1000 * i + u, frozen=args.freeze),
+                                      forbidden) for u in units}
+            try:
+                servers.append(await serve_tcp(
+                    lambda units=per_port: ModbusHandler(units, framing=framing, faults=faults, late_delay=late),
+                    "127.0.0.1", args.tcp + i))
+            except OSError as exc:
+                print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp + i}: {exc.strerror}",
+                      file=sys.stderr)
+                return 1
+        print(f"serving {what} on 127.0.0.1:{args.tcp}-{args.tcp + args.ports - 1}", flush=True)
+        await stop.wait()
+        for srv in servers:
+            srv.close()
     else:
         try:
             server = await serve_tcp(factory, "127.0.0.1", args.tcp)

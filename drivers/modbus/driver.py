@@ -99,7 +99,7 @@ class ModbusDriver:
         plan = self._plans.get(key)
         if plan is None:
             plan = plan_blocks(points, max_registers=meter.max_registers, max_gap=meter.max_gap,
-                               refused=self._refused.get(meter.id, ()))
+                               refused=self._refused.get(meter.id, ()), forbidden=meter.forbidden)
             self._plans[key] = plan
         return plan
 

@@ -29,8 +29,10 @@ class Block:
 
 
 def plan_blocks(points: Sequence[Point], *, max_registers: int = 125, max_gap: int = 0,
-                refused: Iterable[tuple[str, int, int]] = ()) -> list[Block]:
+                refused: Iterable[tuple[str, int, int]] = (),
+                forbidden: Iterable[tuple[str, int, int]] = ()) -> list[Block]:
     refused_spans = set(refused)
+    no_go = list(forbidden)
     blocks: list[Block] = []
     for function in ("input", "holding"):
         mine = sorted((p for p in points if p.function == function), key=lambda p: (p.register or 0, p.words))
@@ -39,7 +41,9 @@ def plan_blocks(points: Sequence[Point], *, max_registers: int = 125, max_gap: i
         for p in mine:
             reg = p.register or 0
             p_end = reg + p.words
-            if current and reg - end <= max_gap and max(end, p_end) - start <= max_registers:
+            bridges_forbidden = any(fn == function and first < reg and last >= end for fn, first, last in no_go)
+            if current and reg - end <= max_gap and max(end, p_end) - start <= max_registers \
+                    and not bridges_forbidden:
                 current.append(p)
                 end = max(end, p_end)
                 continue

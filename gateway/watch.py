@@ -1,0 +1,464 @@
+"""``meterlink watch --mqtt HOST[:PORT]``: what a demand-side monitoring centre runs.
+
+It subscribes to every gateway under a prefix (CONTRACT section 6: retained
+gateway and meter status, one data message per meter per poll) and shows live
+load per meter: total active power, phase voltages, energy imported today and
+when the meter was last read.  Meters and gateways that went quiet are flagged:
+
+``offline``  the gateway says so (retained meter status ``online: false``, or
+             the gateway's will ``{"online": false}`` after it vanished);
+``stale``    no data newer than ``--stale`` or 3 of the meter's own poll
+             periods, whichever is longer: a gateway that hangs or lost its
+             uplink says nothing, so silence itself has to be noticed.
+
+Values are taken by acquisition time (``ts``), not arrival order: after an
+outage a gateway drains its backlog oldest first, and an hour-old reading must
+not overwrite the live one.  "Energy today" is the import register now minus
+its first value seen today (local time); marked ``*`` when ``watch`` started
+after the day's first reading, so the figure covers part of the day only.
+
+``--csv FILE`` appends every reading seen, as it arrives, to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import signal
+import ssl
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiomqtt
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from gateway.durations import parse_duration
+from gateway.reading import parse_ts
+
+TOTAL_POWER = "1.0.16.7.0.255"  # sum Li active power (+P - -P), IEC 62056-61
+PHASE_POWER = ("1.0.36.7.0.255", "1.0.56.7.0.255", "1.0.76.7.0.255")
+VOLTAGES = ("1.0.32.7.0.255", "1.0.52.7.0.255", "1.0.72.7.0.255")
+ENERGY_IMPORT = "1.0.1.8.0.255"
+TO_KILO = {"W": Decimal("0.001"), "kW": Decimal(1), "MW": Decimal(1000),
+           "Wh": Decimal("0.001"), "kWh": Decimal(1), "MWh": Decimal(1000)}
+TO_VOLT = {"V": Decimal(1), "kV": Decimal(1000)}
+PARTIAL_DAY_AFTER = 20 * 60  # s after midnight: a first reading later than this means we missed the day's start
+CSV_FIELDS = ("received", "gateway", "meter", "seq", "obis", "name", "value", "unit", "ts", "meter_ts", "quality")
+
+
+@dataclass
+class MeterView:
+    gateway: str
+    meter: str
+    readings: dict[str, dict[str, Any]] = field(default_factory=dict)  # obis -> newest reading
+    reading_ts: dict[str, float] = field(default_factory=dict)  # obis -> its acquisition time
+    ts: float | None = None  # newest data message's acquisition time
+    seq: int | None = None
+    gaps: int = 0
+    periods: list[float] = field(default_factory=list)
+    online: bool | None = None
+    error: str | None = None
+    day: date | None = None
+    energy_start: tuple[float, Decimal] | None = None  # (ts, kWh) of the day's first import reading seen
+
+    def period(self) -> float | None:
+        """The meter's poll period as observed (median of the last few gaps between data messages)."""
+        if not self.periods:
+            return None
+        s = sorted(self.periods)
+        return s[len(s) // 2]
+
+    def power_kw(self) -> Decimal | None:
+        r = self.readings.get(TOTAL_POWER)
+        if r is not None:
+            return _scaled(r, TO_KILO)
+        phases = [v for v in (_scaled(self.readings[o], TO_KILO) for o in PHASE_POWER if o in self.readings)
+                  if v is not None]
+        return sum(phases, Decimal(0)) if phases else None
+
+    def voltages(self) -> list[Decimal | None]:
+        return [_scaled(self.readings[o], TO_VOLT) if o in self.readings else None for o in VOLTAGES]
+
+    def energy_today(self) -> tuple[Decimal | None, bool]:
+        """(kWh imported today so far, partial); partial when the day's first reading was not seen."""
+        r = self.readings.get(ENERGY_IMPORT)
+        now_kwh = _scaled(r, TO_KILO) if r is not None else None
+        if now_kwh is None or self.energy_start is None:
+            return None, False
+        start_ts, start_kwh = self.energy_start
+        midnight = datetime.fromtimestamp(start_ts).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        return now_kwh - start_kwh, start_ts - midnight > PARTIAL_DAY_AFTER
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The readings of one data message, as they arrived."""
+
+    gateway: str
+    meter: str
+    seq: object
+    readings: list[dict[str, Any]]
+
+
+@dataclass
+class GatewayView:
+    gateway: str
+    online: bool | None = None
+    version: str | None = None
+    last_data: float | None = None  # newest acquisition time of any of its meters' data
+
+
+def _scaled(reading: dict[str, Any], table: dict[str, Decimal]) -> Decimal | None:
+    value, unit = reading.get("value"), reading.get("unit")
+    if value is None or unit not in table:
+        return None
+    try:
+        return Decimal(str(value)) * table[unit]
+    except InvalidOperation:
+        return None
+
+
+class Monitor:
+    """What ``watch`` knows: fed MQTT messages, asked for each meter's and gateway's state (no I/O)."""
+
+    def __init__(self, prefix: str, stale: float = 60.0) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.stale = stale
+        self.gateways: dict[str, GatewayView] = {}
+        self.meters: dict[tuple[str, str], MeterView] = {}
+        self.messages = 0
+        self.bad_messages = 0
+
+    def topics(self) -> list[str]:
+        p = self.prefix
+        return [f"{p}/+/status", f"{p}/+/+/status", f"{p}/+/+/data"]
+
+    def handle(self, topic: str, payload: bytes) -> Seen | None:
+        """Take one message; returns the data it carried (for the CSV), None for anything else."""
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        parts = topic[len(self.prefix) + 1:].split("/")
+        try:
+            doc = json.loads(payload, parse_float=Decimal) if payload else {}
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            self.bad_messages += 1
+            return None
+        if not isinstance(doc, dict):
+            self.bad_messages += 1
+            return None
+        self.messages += 1
+        if len(parts) == 2 and parts[1] == "status":
+            gv = self._gateway(parts[0])
+            gv.online = doc.get("online") if isinstance(doc.get("online"), bool) else None
+            gv.version = str(doc["version"]) if doc.get("version") is not None else gv.version
+            return None
+        if len(parts) != 3 or parts[1] == "cmd":
+            return None
+        gw, meter, kind = parts
+        mv = self._meter(gw, meter)
+        if kind == "status":
+            mv.online = doc.get("online") if isinstance(doc.get("online"), bool) else None
+            mv.error = str(doc["error"]) if doc.get("error") else None
+            return None
+        if kind == "data":
+            return self._data(mv, doc)
+        return None
+
+    def _gateway(self, gw: str) -> GatewayView:
+        return self.gateways.setdefault(gw, GatewayView(gw))
+
+    def _meter(self, gw: str, meter: str) -> MeterView:
+        self._gateway(gw)
+        return self.meters.setdefault((gw, meter), MeterView(gw, meter))
+
+    def _data(self, mv: MeterView, doc: dict[str, Any]) -> Seen | None:
+        try:
+            ts = parse_ts(str(doc["ts"])).timestamp()
+            readings = [r for r in doc["readings"] if isinstance(r, dict) and isinstance(r.get("obis"), str)]
+        except (KeyError, TypeError, ValueError):
+            self.bad_messages += 1
+            return None
+        seq = doc.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            if mv.seq is not None and seq > mv.seq + 1:
+                mv.gaps += seq - mv.seq - 1
+            mv.seq = seq if mv.seq is None else max(mv.seq, seq)
+        if mv.ts is not None and ts > mv.ts:
+            mv.periods = [*mv.periods[-7:], ts - mv.ts]
+        if mv.ts is None or ts >= mv.ts:
+            mv.ts = ts
+        for r in readings:
+            obis = r["obis"]
+            if ts >= mv.reading_ts.get(obis, float("-inf")):
+                mv.readings[obis] = r
+                mv.reading_ts[obis] = ts
+            if obis == ENERGY_IMPORT:
+                self._energy(mv, ts, r)
+        gv = self._gateway(mv.gateway)
+        gv.last_data = ts if gv.last_data is None else max(gv.last_data, ts)
+        return Seen(mv.gateway, mv.meter, seq, readings)
+
+    @staticmethod
+    def _energy(mv: MeterView, ts: float, r: dict[str, Any]) -> None:
+        kwh = _scaled(r, TO_KILO)
+        if kwh is None:
+            return
+        day = datetime.fromtimestamp(ts).date()
+        if mv.day is None or day > mv.day:
+            mv.day, mv.energy_start = day, (ts, kwh)
+        elif day == mv.day and mv.energy_start is not None and ts < mv.energy_start[0]:
+            mv.energy_start = (ts, kwh)  # an older reading of today arrived late (backlog): it starts the day
+
+    # --- judgement ----------------------------------------------------------------
+
+    def stale_after(self, mv: MeterView) -> float:
+        period = mv.period()
+        return max(self.stale, 3 * period) if period else self.stale
+
+    def meter_state(self, mv: MeterView, now: float) -> str:
+        """online | stale | offline | no data."""
+        if self.gateways.get(mv.gateway, GatewayView(mv.gateway)).online is False or mv.online is False:
+            return "offline"
+        if mv.ts is None:
+            return "no data"
+        return "stale" if now - mv.ts > self.stale_after(mv) else "online"
+
+    def gateway_state(self, gv: GatewayView, now: float) -> str:
+        if gv.online is False:
+            return "offline"
+        if gv.last_data is None:
+            return "no data"
+        return "stale" if now - gv.last_data > self.stale else "online"
+
+
+# --------------------------------------------------------------------------- rendering
+
+_STYLE = {"online": "green", "stale": "yellow", "offline": "red", "no data": "dim"}
+
+
+def _num(v: Decimal | None, places: int) -> str:
+    return "" if v is None else f"{v:,.{places}f}"
+
+
+def _age(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    s = now - ts
+    if s < 120:
+        return f"{max(s, 0):.0f}s ago"
+    if s < 7200:
+        return f"{s / 60:.0f}m ago"
+    return f"{s / 3600:.1f}h ago"
+
+
+def render(mon: Monitor, width: int, height: int | None, now: float | None = None,
+           broker: str = "", connected: bool = True) -> RenderableType:
+    """Gateways, then meters (problems first); columns and rows give way on small terminals."""
+    now = time.time() if now is None else now
+    wide, narrow = width >= 110, width < 72
+    gws = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
+    for name, justify in (("gateway", "left"), ("state", "left"), ("meters", "right"), ("load kW", "right"),
+                          ("last data", "right")):
+        gws.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    if not narrow:
+        gws.add_column("problems", justify="right", no_wrap=True)
+    for gid, gv in sorted(mon.gateways.items()):
+        mine = [mv for (g, _), mv in mon.meters.items() if g == gid]
+        loads = [p for p in (mv.power_kw() for mv in mine if mon.meter_state(mv, now) == "online") if p is not None]
+        bad = sum(mon.meter_state(mv, now) in ("stale", "offline") for mv in mine)
+        st = mon.gateway_state(gv, now)
+        row: list[RenderableType] = [gid, Text(st, _STYLE[st]), str(len(mine)),
+                                     _num(sum(loads, Decimal(0)) if loads else None, 1), _age(gv.last_data, now)]
+        if not narrow:
+            row.append(Text(str(bad), "red") if bad else "0")
+        gws.add_row(*row)
+
+    rank = {"offline": 0, "stale": 1, "no data": 2, "online": 3}
+    items = sorted(mon.meters.values(), key=lambda mv: (rank[mon.meter_state(mv, now)], mv.gateway, mv.meter))
+    shown = len(items)
+    if height is not None:
+        room = max(height - (len(mon.gateways) + 4) - 6, 1)
+        if room < len(items):
+            shown = max(room - 1, 1)
+    meters = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
+    meters.add_column("gateway", no_wrap=True, max_width=16)
+    meters.add_column("meter", no_wrap=True, max_width=20)
+    meters.add_column("state", no_wrap=True)
+    meters.add_column("P kW", justify="right", no_wrap=True)
+    volts = 3 if wide else 1 if not narrow else 0
+    for i in range(volts):
+        meters.add_column(f"U{i + 1} V", justify="right", no_wrap=True)
+    meters.add_column("kWh today", justify="right", no_wrap=True)
+    meters.add_column("updated", justify="right", no_wrap=True)
+    if wide:
+        meters.add_column("seq gaps", justify="right", no_wrap=True)
+        meters.add_column("error", no_wrap=True, max_width=max(width - 120, 10))
+    for mv in items[:shown]:
+        st = mon.meter_state(mv, now)
+        energy, partial = mv.energy_today()
+        row = [mv.gateway, mv.meter, Text(st, _STYLE[st]), _num(mv.power_kw(), 2)]
+        row += [_num(v, 1) for v in mv.voltages()[:volts]]
+        row += [_num(energy, 2) + ("*" if partial else ""), _age(mv.ts, now)]
+        if wide:
+            row += [Text(str(mv.gaps), "yellow") if mv.gaps else "0", mv.error or ""]
+        meters.add_row(*row)
+    parts: list[RenderableType] = [gws, meters]
+    if shown < len(items):
+        parts.append(Text(f"… {len(items) - shown} more meters", style="dim"))
+    conn = "" if connected else "  [not connected: retrying]"
+    foot = Text(f"{broker} {mon.prefix}/#  {mon.messages:,} messages{conn}  "
+                f"{datetime.fromtimestamp(now).strftime('%H:%M:%S')}  * = since watch started",
+                style="red" if not connected else "dim")
+    foot.truncate(width, overflow="ellipsis")
+    parts.append(foot)
+    return Group(*parts)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+class CsvLog:
+    """Every reading seen, one row each, appended as it arrives (the header only into a new file)."""
+
+    def __init__(self, path: Path) -> None:
+        new = not path.exists() or path.stat().st_size == 0
+        self._file: TextIO = path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, CSV_FIELDS, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def write(self, seen: Seen) -> None:
+        received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for r in seen.readings:
+            value = r.get("value")
+            self._writer.writerow({**r, "received": received, "gateway": seen.gateway, "meter": seen.meter,
+                                   "seq": seen.seq,
+                                   "value": "" if value is None else format(value, "f") if isinstance(value, Decimal)
+                                   else value, "meter_ts": r.get("meter_ts") or ""})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def parse_broker(spec: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``; raises ValueError with a plain message."""
+    host, port = spec, 1883
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        if rest:
+            port = int(rest.lstrip(":"))
+    elif spec.count(":") == 1:
+        host, _, p = spec.partition(":")
+        port = int(p)
+    if not host or not 1 <= port <= 65535:
+        raise ValueError(f"{spec!r} is not HOST[:PORT]")
+    return host, port
+
+
+async def _subscribe(mon: Monitor, host: str, port: int, args: argparse.Namespace, password: str | None,
+                     state: dict[str, Any], log: CsvLog | None) -> None:
+    tls: ssl.SSLContext | None = None
+    if args.tls or args.ca_file:
+        tls = ssl.create_default_context(cafile=args.ca_file)
+    delay = 1.0
+    while True:
+        try:
+            async with aiomqtt.Client(host, port, username=args.username, password=password, tls_context=tls,
+                                      identifier=f"meterlink-watch-{uuid.uuid4().hex[:12]}", clean_session=True,
+                                      keepalive=30) as client:
+                for topic in mon.topics():
+                    await client.subscribe(topic, qos=1)
+                state["connected"], state["error"], delay = True, None, 1.0
+                async for m in client.messages:
+                    payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                    seen = mon.handle(str(m.topic), payload)
+                    if log is not None and seen is not None:
+                        log.write(seen)
+        except aiomqtt.MqttError as exc:
+            state["connected"], state["error"] = False, str(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _watch(args: argparse.Namespace, host: str, port: int, stale: float, password: str | None) -> int:
+    mon = Monitor(args.prefix, stale)
+    console = Console()
+    log = CsvLog(Path(args.csv)) if args.csv else None
+    state: dict[str, Any] = {"connected": False, "error": None}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sub = asyncio.create_task(_subscribe(mon, host, port, args, password, state, log), name="meterlink.watch.mqtt")
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    broker = f"mqtt://{host}:{port}"
+
+    def view() -> RenderableType:
+        return render(mon, console.width, console.height if console.is_terminal else None, broker=broker,
+                      connected=state["connected"])
+
+    try:
+        if console.is_terminal:
+            with Live(view(), console=console, auto_refresh=False, screen=False) as live:
+                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    live.update(view(), refresh=True)
+        else:  # piped: no animation, one final snapshot
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=timeout)
+            console.print(view())
+    finally:
+        sub.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sub
+        if log is not None:
+            log.close()
+    if not state["connected"] and mon.messages == 0:
+        print(f"meterlink watch: no connection to {host}:{port}: {state['error'] or 'no answer'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    try:
+        host, port = parse_broker(args.mqtt)
+        stale = parse_duration(args.stale)
+        if not args.prefix or any(c in args.prefix for c in "#+"):
+            raise ValueError(f"--prefix {args.prefix!r} may not be empty or hold '#' or '+'")
+    except ValueError as exc:
+        print(f"meterlink watch: {exc}", file=sys.stderr)
+        return 2
+    password = None
+    if args.password_file:
+        try:
+            password = Path(args.password_file).read_text(encoding="utf-8").strip().splitlines()[0]
+        except (OSError, IndexError) as exc:
+            print(f"meterlink watch: cannot read --password-file {args.password_file}: {exc}", file=sys.stderr)
+            return 2
+    if args.csv:
+        try:
+            Path(args.csv).open("a").close()
+        except OSError as exc:
+            print(f"meterlink watch: cannot write --csv {args.csv}: {exc.strerror}", file=sys.stderr)
+            return 2
+    return asyncio.run(_watch(args, host, port, stale, password))
