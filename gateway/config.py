@@ -183,6 +183,7 @@ class MeterConfig(_Model):
     enc_key_env: str | None = None
     client_system_title: str | None = None   # 8 bytes as 16 hex digits
     serial: str | None = None
+    backfill: Duration | None = None         # how far back a profile's first read reaches (default 1d)
 
 
 class GatewayConfig(_Model):
@@ -503,6 +504,7 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         links[lid] = Link(id=lid, config=lc, protocol=proto, baudrate=baud, parity=parity)
 
     meters: dict[str, Meter] = {}
+    interned: dict[Point, Point] = {}
     addresses: dict[tuple[str, str], str] = {}
     for mid, m in fc.meters.items():
         key = f"meters.{mid}"
@@ -557,8 +559,11 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         max_gap = m.max_gap if m.max_gap is not None else (profile.max_gap if profile and profile.max_gap
                                                            is not None else 0)
         forbidden = tuple((f.function, f.first, f.last) for f in profile.forbidden) if profile else ()
-        meters[mid] = Meter(id=mid, link=m.link, protocol=m.protocol, address=norm, points=tuple(points),
-                            config=m, max_registers=max_regs, max_gap=max_gap, forbidden=forbidden)
+        # thousands of meters of one model share their Point objects; the raw point list is not kept
+        shared = tuple(interned.setdefault(p, p) for p in points)
+        meters[mid] = Meter(id=mid, link=m.link, protocol=m.protocol, address=norm, points=shared,
+                            config=m.model_copy(update={"points": []}), max_registers=max_regs, max_gap=max_gap,
+                            forbidden=forbidden)
 
     _check_sinks(fc, problems)
     if problems:

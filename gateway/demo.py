@@ -104,7 +104,7 @@ async def _demo(args: argparse.Namespace) -> int:
     if broker is not None:
         raw["sinks"] = {"mqtt": {"host": broker[0], "port": broker[1]}}
     cfg = parse_config(raw)
-    gw = Gateway(cfg)
+    gw = Gateway(cfg, keep_latest=True)
     await gw.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
@@ -62,6 +61,9 @@ HUNG_MIN = 120.0  # seconds: a link idle this long with a poll this overdue is h
 JOURNAL_PROBE_EVERY = 5.0  # seconds: /readyz writes to the journal at most this often
 REQUEST_TIMEOUT = 10.0  # seconds to receive a request's head
 MAX_HEAD = 8192  # bytes of request line + headers
+# The classic text format every Prometheus (and VictoriaMetrics, Telegraf) parses; our names are all legacy-safe,
+# so prometheus-client's output is the same in it (newer clients announce version=1.0.0, which old servers reject).
+CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 # --------------------------------------------------------------------------- metrics
@@ -110,6 +112,10 @@ class GatewayCollector(Collector):
         }
         errors = CounterMetricFamily("meterlink_link_errors", "Meter reads on the link that failed as a whole.",
                                      labels=lab)
+        lateness = GaugeMetricFamily("meterlink_link_poll_lateness_seconds",
+                                     "How late the link's recent polls started after their moment (quantiles of the "
+                                     "last 2,048 polls); growing lateness means the link is overbooked.",
+                                     labels=[*lab, "quantile"])
         is_open = GaugeMetricFamily("meterlink_link_open", "1 while the link's channel (port, socket) is open.",
                                     labels=lab)
         for lid, sched in self.gw.schedulers.items():
@@ -120,7 +126,11 @@ class GatewayCollector(Collector):
                 fam.add_metric([gid, lid], getattr(sched.driver.counters, attr, 0))
             errors.add_metric([gid, lid], st.errors)
             is_open.add_metric([gid, lid], 1 if st.open else 0)
-        yield from (duration, busy, *families.values(), errors, is_open)
+            recent = _snapshot(getattr(st, "lateness", ()))
+            if recent:
+                for q in (0.5, 0.9, 0.99):
+                    lateness.add_metric([gid, lid, str(q)], recent[min(int(q * len(recent)), len(recent) - 1)])
+        yield from (duration, busy, *families.values(), errors, is_open, lateness)
 
     def _meters(self, gid: str) -> Iterator[Metric]:
         lab = ["gateway", "link", "meter"]
@@ -193,6 +203,16 @@ class GatewayCollector(Collector):
             failures.add_metric(key, c.failures)
             connected.add_metric(key, 1 if c.connected else 0)
         yield from (backlog, rows, readings, failures, connected)
+
+
+def _snapshot(values: Iterable[float]) -> list[float]:
+    """A sorted copy of a deque the event loop appends to while a scrape (another thread) reads it."""
+    for _ in range(5):
+        try:
+            return sorted(values)
+        except RuntimeError:  # "deque mutated during iteration": take it again
+            continue
+    return []
 
 
 def make_registry(gw: Gateway) -> CollectorRegistry:
@@ -387,7 +407,7 @@ class HttpServer:
         text = "text/plain; charset=utf-8"
         if path == "/metrics":
             try:
-                return 200, CONTENT_TYPE_LATEST, await asyncio.to_thread(generate_latest, self.registry)
+                return 200, CONTENT_TYPE_METRICS, await asyncio.to_thread(generate_latest, self.registry)
             except (JournalError, sqlite3.Error) as exc:
                 return 503, text, f"metrics unavailable: {exc}\n"
         if path == "/healthz":

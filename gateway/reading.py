@@ -8,6 +8,7 @@ binary-float noise on the way (CONTRACT section 5).
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import struct
@@ -53,24 +54,40 @@ def parse_ts(text: str) -> datetime:
 
 def decimal_text(value: Decimal) -> str:
     """A JSON number carrying exactly ``value``: no exponent, no trailing-zero noise beyond the meter's."""
-    if not value.is_finite():
-        raise ValueError(f"{value} is not a finite number")
     text = format(value, "f")
-    if text in ("-0", "-0.0") or (text.startswith("-") and value == 0):
+    if text[0] == "-" and value == 0:
         text = text[1:]
+    elif not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
     return text
 
 
+@functools.lru_cache(maxsize=65536)
+def _json_head(gateway: str, meter: str, obis: str, name: str) -> str:
+    return (f'{{"gateway": {json.dumps(gateway)}, "meter": {json.dumps(meter)}, '
+            f'"obis": "{obis}", "name": {json.dumps(name)}, "value": ')
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_unit(unit: str) -> str:
+    return f', "unit": {json.dumps(unit)}, "ts": "'
+
+
+@functools.lru_cache(maxsize=4096)
+def _ts_text(ts: datetime) -> str:
+    return format_ts(ts)
+
+
 def reading_json(r: Reading) -> str:
-    """The JSON of CONTRACT section 5, assembled by hand so ``value`` stays an exact decimal."""
+    """The JSON of CONTRACT section 5, assembled by hand so ``value`` stays an exact decimal.
+
+    The parts that repeat from poll to poll (names, units, the poll's time
+    stamp) are cached: this runs for every reading on the hot path.
+    """
     value = "null" if r.value is None else decimal_text(r.value)
-    meter_ts = "null" if r.meter_ts is None else f'"{format_ts(r.meter_ts)}"'
-    text = (
-        f'{{"gateway": {json.dumps(r.gateway)}, "meter": {json.dumps(r.meter)}, '
-        f'"obis": "{r.obis}", "name": {json.dumps(r.name)}, "value": {value}, '
-        f'"unit": {json.dumps(r.unit)}, "ts": "{format_ts(r.ts)}", "meter_ts": {meter_ts}, '
-        f'"quality": "{r.quality.value}"'
-    )
+    meter_ts = "null" if r.meter_ts is None else f'"{_ts_text(r.meter_ts)}"'
+    text = (f'{_json_head(r.gateway, r.meter, r.obis, r.name)}{value}{_json_unit(r.unit)}{_ts_text(r.ts)}", '
+            f'"meter_ts": {meter_ts}, "quality": "{r.quality.value}"')
     if r.error is not None:
         text += f', "error": {json.dumps(r.error)}'
     return text + "}"
@@ -106,7 +123,9 @@ def float32_decimal(x: float) -> Decimal:
     if not math.isfinite(x):
         raise ValueError(f"{x} is not a finite number")
     target = struct.pack(">f", x)
-    for digits in range(1, 10):
+    # Distinct decimals of up to 6 significant digits are distinct float32s (FLT_DIG = 6), so when
+    # 6 digits round-trip, %g's trimmed text is the shortest: one try for almost every meter value.
+    for digits in range(6, 10):
         text = f"{x:.{digits}g}"
         try:
             if struct.pack(">f", float(text)) == target:

@@ -24,8 +24,9 @@ BatchListener = Callable[[str, int, list[Reading]], None]
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, keep_latest: bool = False) -> None:
         self.config = config
+        self.keep_latest = keep_latest  # the latest reading per point, for live views (the demo table)
         self.id = config.gateway.id
         self.journal = Journal(config.data_dir, self.id, max_bytes=config.journal.max_bytes,
                                max_age=config.journal.max_age)
@@ -106,9 +107,10 @@ class Gateway:
                 logs.error("journal write failed", meter=meter.id, error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
-        latest = self.latest.setdefault(meter.id, {})
-        for r in readings:
-            latest[r.obis] = r
+        if self.keep_latest:
+            latest = self.latest.setdefault(meter.id, {})
+            for r in readings:
+                latest[r.obis] = r
         for listener in self.batch_listeners:
             listener(meter.id, seq, readings)
 

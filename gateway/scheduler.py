@@ -90,7 +90,7 @@ class LinkState:
     open: bool = False
     last_error: str | None = None
     # how late polls started (seconds after their moment), the most recent ones, for p50/p99 figures
-    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
     def utilization(self) -> float:
         wall = time.monotonic() - self.started

@@ -113,7 +113,7 @@ def render(status: dict[str, Any], width: int, height: int | None, rates: Rates 
     )
     head.truncate(width, overflow="ellipsis")
 
-    links = Table(box=box.SIMPLE_HEAD, padding=(0, 1), expand=False, title_justify="left")
+    links = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
     links.add_column("link", no_wrap=True, max_width=24)
     links.add_column("util", justify="right", no_wrap=True)
     links.add_column("errors", justify="right", no_wrap=True)
@@ -132,7 +132,7 @@ def render(status: dict[str, Any], width: int, height: int | None, rates: Rates 
             row.append(_cut(ln.get("last_error"), max(width - 70, 10)))
         links.add_row(*row)
 
-    sinks = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
+    sinks = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
     sinks.add_column("sink", no_wrap=True)
     sinks.add_column("state", no_wrap=True)
     sinks.add_column("backlog", justify="right", no_wrap=True)
@@ -151,16 +151,23 @@ def render(status: dict[str, Any], width: int, height: int | None, rates: Rates 
 
     meter_items = sorted(status.get("meters", {}).items(), key=_meter_rank)
     shown = len(meter_items)
+    compact = False
     if height is not None:
-        fixed = 2 + (len(status.get("links", {})) + 3) + (len(status.get("sinks", {})) + 3 if status.get("sinks") else 0)
-        room = max(height - fixed - 4, 1)
+        n_links, n_sinks = len(status.get("links", {})), len(status.get("sinks", {}))
+        fixed = 1 + (2 + n_links) + (2 + n_sinks if n_sinks else 0) + 1 + 2  # head, links, sinks, foot, meter head
+        if height - fixed < min(len(meter_items), 4):  # too short for tables: one line each for links and sinks
+            compact = True
+            fixed = 1 + 1 + (1 if n_sinks else 0) + 1 + 2
+        room = max(height - fixed, 2)
         if room < len(meter_items):
-            shown = max(room - 1, 1)  # one line says how many are left out
-    meters = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
+            shown = room - 1  # one line says how many are left out
+    meters = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
     meters.add_column("meter", no_wrap=True, max_width=24)
     meters.add_column("state", no_wrap=True)
-    meters.add_column("last read", justify="right", no_wrap=True)
-    meters.add_column("latency", justify="right", no_wrap=True)
+    meters.add_column("last read" if not narrow else "last", justify="right", no_wrap=True)
+    tiny = width < 50
+    if not tiny:
+        meters.add_column("latency", justify="right", no_wrap=True)
     if not narrow:
         meters.add_column("ok %", justify="right", no_wrap=True)
         meters.add_column("link", no_wrap=True, max_width=16)
@@ -173,25 +180,46 @@ def render(status: dict[str, Any], width: int, height: int | None, rates: Rates 
         lat = m.get("latency_s")
         ok, failed = int(m.get("polls_ok") or 0), int(m.get("polls_failed") or 0)
         rate = f"{ok / (ok + failed):.0%}" if ok + failed else "-"
-        row: list[RenderableType] = [mid, state, _age(m.get("last_ok"), now),
-                                     "-" if lat is None else f"{lat * 1000:.0f} ms"]
+        age = _age(m.get("last_ok"), now)
+        row: list[RenderableType] = [mid, state, age.removesuffix(" ago") if narrow else age]
+        if not tiny:
+            row.append("-" if lat is None else f"{lat * 1000:.0f} ms")
         if not narrow:
             row += [Text(rate, style="red" if ok + failed and ok / (ok + failed) < 0.9 else ""), str(m.get("link", "")),
                     str(m.get("late_polls", 0))]
         if wide:
             row.append(_cut(m.get("error"), max(width - 90, 10)))
         meters.add_row(*row)
-    parts: list[RenderableType] = [head, links, meters]
+    parts: list[RenderableType] = [head, _links_line(status, rates, now, width) if compact else links, meters]
     if shown < len(meter_items):
         parts.append(Text(f"… {len(meter_items) - shown} more meters (all online)"
                           if all(m.get("online") for _, m in meter_items[shown:])
                           else f"… {len(meter_items) - shown} more meters", style="dim"))
     if status.get("sinks"):
-        parts.append(sinks)
+        parts.append(_sinks_line(status, width) if compact else sinks)
     foot = Text(f"{source}  {datetime.fromtimestamp(now).strftime('%H:%M:%S')}  Ctrl-C to quit", style="dim")
     foot.truncate(width, overflow="ellipsis")
     parts.append(foot)
     return Group(*parts)
+
+
+def _links_line(status: dict[str, Any], rates: Rates, now: float, width: int) -> Text:
+    links = status.get("links", {})
+    utils = [rates.utilization(lid, ln, now) for lid, ln in links.items()]
+    errors = sum(int(ln.get("errors") or 0) for ln in links.values())
+    t = Text(f"{len(links)} links, busiest {max(utils, default=0):.0%}, {errors:,} errors")
+    t.truncate(width, overflow="ellipsis")
+    return t
+
+
+def _sinks_line(status: dict[str, Any], width: int) -> Text:
+    t = Text("sinks ")
+    for name, sk in status.get("sinks", {}).items():
+        t.append(f"{name} ")
+        t.append("ok" if sk.get("connected") else "down", "green" if sk.get("connected") else "red")
+        t.append(f" {sk.get('backlog', 0):,}  ")
+    t.truncate(width, overflow="ellipsis")
+    return t
 
 
 def _unreachable(url: str, error: str, width: int) -> RenderableType:

@@ -266,52 +266,77 @@ def _age(ts: float | None, now: float) -> str:
 
 def render(mon: Monitor, width: int, height: int | None, now: float | None = None,
            broker: str = "", connected: bool = True) -> RenderableType:
-    """Gateways, then meters (problems first); columns and rows give way on small terminals."""
-    now = time.time() if now is None else now
-    wide, narrow = width >= 110, width < 72
-    gws = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
-    for name, justify in (("gateway", "left"), ("state", "left"), ("meters", "right"), ("load kW", "right"),
-                          ("last data", "right")):
-        gws.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    if not narrow:
-        gws.add_column("problems", justify="right", no_wrap=True)
-    for gid, gv in sorted(mon.gateways.items()):
-        mine = [mv for (g, _), mv in mon.meters.items() if g == gid]
-        loads = [p for p in (mv.power_kw() for mv in mine if mon.meter_state(mv, now) == "online") if p is not None]
-        bad = sum(mon.meter_state(mv, now) in ("stale", "offline") for mv in mine)
-        st = mon.gateway_state(gv, now)
-        row: list[RenderableType] = [gid, Text(st, _STYLE[st]), str(len(mine)),
-                                     _num(sum(loads, Decimal(0)) if loads else None, 1), _age(gv.last_data, now)]
-        if not narrow:
-            row.append(Text(str(bad), "red") if bad else "0")
-        gws.add_row(*row)
+    """Gateways, then meters (problems first); columns and rows give way on small terminals.
 
+    Column sets by width: under 50 only meter, state and power; under 72 also energy today and age;
+    from 72 one voltage, from 110 all three and the seq gaps and errors.  Rows: meters that are
+    offline or stale come first, so they stay on a short terminal; the gateways table shrinks to
+    one line when it would leave too little room for meters.
+    """
+    now = time.time() if now is None else now
+    tiny, narrow, wide = width < 50, width < 72, width >= 110
+    states = {key: mon.meter_state(mv, now) for key, mv in mon.meters.items()}
     rank = {"offline": 0, "stale": 1, "no data": 2, "online": 3}
-    items = sorted(mon.meters.values(), key=lambda mv: (rank[mon.meter_state(mv, now)], mv.gateway, mv.meter))
+    items = sorted(mon.meters.items(), key=lambda kv: (rank[states[kv[0]]], kv[0]))
+
+    compact = height is not None and height - (2 + len(mon.gateways)) - 3 < min(len(items), 5)
+    if compact:
+        counts = {st: sum(mon.gateway_state(gv, now) == st for gv in mon.gateways.values()) for st in rank}
+        gws: RenderableType = Text(f"{len(mon.gateways)} gateways: " + ", ".join(
+            f"{n} {st}" for st, n in counts.items() if n))
+        gws.truncate(width, overflow="ellipsis")
+    else:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
+        table.add_column("gateway", no_wrap=True, max_width=20)
+        table.add_column("state", no_wrap=True)
+        table.add_column("load kW", justify="right", no_wrap=True)
+        if not tiny:
+            table.add_column("meters", justify="right", no_wrap=True)
+            table.add_column("problems", justify="right", no_wrap=True)
+            table.add_column("last data", justify="right", no_wrap=True)
+        for gid, gv in sorted(mon.gateways.items()):
+            mine = [(key, mv) for key, mv in mon.meters.items() if key[0] == gid]
+            loads = [p for p in (mv.power_kw() for key, mv in mine if states[key] == "online") if p is not None]
+            bad = sum(states[key] in ("stale", "offline") for key, _ in mine)
+            st = mon.gateway_state(gv, now)
+            row: list[RenderableType] = [gid, Text(st, _STYLE[st]), _num(sum(loads, Decimal(0)) if loads else None, 1)]
+            if not tiny:
+                row += [str(len(mine)), Text(str(bad), "red") if bad else "0", _age(gv.last_data, now)]
+            table.add_row(*row)
+        gws = table
+
     shown = len(items)
     if height is not None:
-        room = max(height - (len(mon.gateways) + 4) - 6, 1)
+        used = (1 if compact else 2 + len(mon.gateways)) + 2 + 1  # gateways, meter header, foot
+        room = max(height - used, 2)
         if room < len(items):
-            shown = max(room - 1, 1)
-    meters = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
-    meters.add_column("gateway", no_wrap=True, max_width=16)
-    meters.add_column("meter", no_wrap=True, max_width=20)
+            shown = room - 1
+    meters = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
+    if tiny:
+        meters.add_column("meter", no_wrap=True, max_width=max(width - 22, 8))
+    else:
+        meters.add_column("gateway", no_wrap=True, max_width=16)
+        meters.add_column("meter", no_wrap=True, max_width=20)
     meters.add_column("state", no_wrap=True)
     meters.add_column("P kW", justify="right", no_wrap=True)
-    volts = 3 if wide else 1 if not narrow else 0
+    volts = 3 if wide else 0 if narrow else 1
     for i in range(volts):
         meters.add_column(f"U{i + 1} V", justify="right", no_wrap=True)
-    meters.add_column("kWh today", justify="right", no_wrap=True)
-    meters.add_column("updated", justify="right", no_wrap=True)
+    if not tiny:
+        meters.add_column("kWh today", justify="right", no_wrap=True)
+        meters.add_column("updated", justify="right", no_wrap=True)
     if wide:
         meters.add_column("seq gaps", justify="right", no_wrap=True)
         meters.add_column("error", no_wrap=True, max_width=max(width - 120, 10))
-    for mv in items[:shown]:
-        st = mon.meter_state(mv, now)
+    for key, mv in items[:shown]:
+        st = states[key]
         energy, partial = mv.energy_today()
-        row = [mv.gateway, mv.meter, Text(st, _STYLE[st]), _num(mv.power_kw(), 2)]
+        row = [f"{mv.gateway}/{mv.meter}"] if tiny else [mv.gateway, mv.meter]
+        row += [Text(st, _STYLE[st]), _num(mv.power_kw(), 2)]
         row += [_num(v, 1) for v in mv.voltages()[:volts]]
-        row += [_num(energy, 2) + ("*" if partial else ""), _age(mv.ts, now)]
+        if not tiny:
+            age = _age(mv.ts, now)
+            row += [_num(energy, 2) + ("*" if partial else ""), age.removesuffix(" ago") if narrow else age]
         if wide:
             row += [Text(str(mv.gaps), "yellow") if mv.gaps else "0", mv.error or ""]
         meters.add_row(*row)
@@ -387,6 +412,8 @@ async def _subscribe(mon: Monitor, host: str, port: int, args: argparse.Namespac
                 for topic in mon.topics():
                     await client.subscribe(topic, qos=1)
                 state["connected"], state["error"], delay = True, None, 1.0
+                if not state["interactive"]:  # piped: say when watching starts, for scripts waiting on it
+                    print(f"meterlink watch: subscribed to {host}:{port} {mon.prefix}/#", file=sys.stderr, flush=True)
                 async for m in client.messages:
                     payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
                     seen = mon.handle(str(m.topic), payload)
@@ -402,7 +429,7 @@ async def _watch(args: argparse.Namespace, host: str, port: int, stale: float, p
     mon = Monitor(args.prefix, stale)
     console = Console()
     log = CsvLog(Path(args.csv)) if args.csv else None
-    state: dict[str, Any] = {"connected": False, "error": None}
+    state: dict[str, Any] = {"connected": False, "error": None, "interactive": console.is_terminal}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

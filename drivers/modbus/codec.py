@@ -247,6 +247,29 @@ def decode_value(words: Sequence[int], type_: str, word_order: str = "big", scal
     return value if scale == 1 else value * scale
 
 
+def registers_to_bytes(words: Sequence[int]) -> bytes:
+    """A block's registers as big-endian bytes, once per block instead of once per point."""
+    return struct.pack(f">{len(words)}H", *words)
+
+
+def decode_at(raw: bytes, offset: int, type_: str, word_order: str = "big", scale: Decimal = Decimal(1)) -> Decimal:
+    """:func:`decode_value` of the point starting ``offset`` registers into a block's bytes."""
+    n = WORDS[type_]
+    chunk = raw[2 * offset:2 * (offset + n)]
+    if len(chunk) != 2 * n:
+        raise FrameError(f"{type_} needs {n} registers, the block has {len(chunk) // 2} left")
+    if word_order != "big" and n > 1:
+        chunk = b"".join(chunk[i:i + 2] for i in range(2 * n - 2, -2, -2))
+    (raw_value,) = struct.unpack(_STRUCT[type_], chunk)
+    if type_ == "float32" or type_ == "float64":
+        if not math.isfinite(raw_value):
+            raise ImpossibleValue(f"{type_} register holds {raw_value}")
+        value = float32_decimal(raw_value) if type_ == "float32" else float64_decimal(raw_value)
+    else:
+        value = Decimal(raw_value)
+    return value if scale == 1 else value * scale
+
+
 def encode_value(value: Decimal | float, type_: str, word_order: str = "big", scale: Decimal = Decimal(1)) -> list[int]:
     """Register words that hold ``value`` (the inverse of :func:`decode_value`, for the simulators)."""
     v = Decimal(str(value)) if isinstance(value, float) else value

@@ -20,9 +20,10 @@ from pymodbus.exceptions import ConnectionException
 from drivers.modbus.codec import (
     FUNCTION_CODES,
     ImpossibleValue,
+    decode_at,
     decode_rtu_response,
-    decode_value,
     exception_text,
+    registers_to_bytes,
 )
 from drivers.modbus.plan import Block, plan_blocks, split_block
 from gateway.config import Link, Meter, Point, SerialLinkConfig
@@ -119,10 +120,10 @@ class ModbusDriver:
                     continue
                 results.extend(PointResult.invalid(p, str(exc)) for p in block.points)
                 continue
+            raw = registers_to_bytes(words)
             for p in block.points:
-                offset = (p.register or 0) - block.address
                 try:
-                    value = decode_value(words[offset:offset + p.words], p.type, p.word_order, p.scale)
+                    value = decode_at(raw, (p.register or 0) - block.address, p.type, p.word_order, p.scale)
                 except ImpossibleValue as exc:
                     results.append(PointResult.invalid(p, f"impossible value: {exc}"))
                     continue

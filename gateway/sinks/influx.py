@@ -87,7 +87,8 @@ class InfluxSink:
     def _next_rows(self, live_after: int) -> tuple[list[Batch], list[Batch]]:
         """Newest rows first (live load), then the oldest backlog, together at most ``batch_size`` points."""
         budget = self.cfg.batch_size
-        live = self.journal.batches(live_after, 10000)
+        rows = max(1, budget // 20)  # a data message holds tens of readings: fetch no more than a batch needs
+        live = self.journal.batches(live_after, rows)
         take_live: list[Batch] = []
         for b in live:
             if budget - b.n < 0 and take_live:
@@ -97,7 +98,7 @@ class InfluxSink:
         cursor = self.journal.cursor(self.name)
         backlog: list[Batch] = []
         if budget > 0 and cursor < live_after:
-            for b in self.journal.batches(cursor, 10000):
+            for b in self.journal.batches(cursor, rows):
                 if b.id > live_after or (budget - b.n < 0 and backlog):
                     break
                 backlog.append(b)

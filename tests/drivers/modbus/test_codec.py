@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pymodbus.framer.rtu import FramerRTU
 
@@ -181,3 +181,20 @@ def test_request_encodings() -> None:
     assert encode_tcp(ReadRequest(device_id=1, function_code=4, address=0x0156, count=2, transaction_id=9)) == \
         bytes.fromhex("0009 0000 0006 01 04 0156 0002")
     assert math.isfinite(float(decode_value([0x4366, 0x199A], "float32")))
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=8), st.sampled_from(list(codec.WORDS)),
+       st.sampled_from(["big", "little"]), st.integers(0, 3))
+def test_block_decode_equals_point_decode(words: list[int], type_: str, order: str, offset: int) -> None:
+    n = codec.WORDS[type_]
+    assume(offset + n <= len(words))
+    point = words[offset:offset + n]
+    try:
+        expected: Decimal | type = decode_value(point, type_, order)
+    except ImpossibleValue:
+        expected = ImpossibleValue
+    try:
+        got: Decimal | type = codec.decode_at(codec.registers_to_bytes(words), offset, type_, order)
+    except ImpossibleValue:
+        got = ImpossibleValue
+    assert got == expected

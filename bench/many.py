@@ -1,0 +1,196 @@
+"""Many meters: simulated Modbus TCP meters through one gateway process with the journal and sinks on.
+
+Two loads:
+* ``peer``: the load of ../shared/BENCHMARKS.md: 30 SDM630-like meters, 30 float32 points each,
+  every 1 s, journal + QoS 1 MQTT; compared with the figures of the gateways users would pick
+  instead (thingsboard-gateway 304 CPU-ms per 1,000 readings, the bare pymodbus+aiomqtt poller 28).
+* ``many``: 2,000 meters, 30 points each, every 10 s, journal + MQTT + InfluxDB (VictoriaMetrics).
+  Goals (issue 6): under 25 % of one core, under 250 MB RSS, poll lateness p99 under 1 s.
+
+The gateway runs in a child process; it measures its own CPU over a steady window after a warm-up
+(time.process_time), its peak RSS (ru_maxrss) and the lateness of every poll in the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.util import REPO, SimProcess, percentile
+
+# 30 float32 points of the SDM630 input registers 0x0000-0x004F plus the total at 0x0156: 2 block reads
+POINTS = [
+    ("1.0.32.7.0.255", 0x00), ("1.0.52.7.0.255", 0x02), ("1.0.72.7.0.255", 0x04), ("1.0.31.7.0.255", 0x06),
+    ("1.0.51.7.0.255", 0x08), ("1.0.71.7.0.255", 0x0A), ("1.0.36.7.0.255", 0x0C), ("1.0.56.7.0.255", 0x0E),
+    ("1.0.76.7.0.255", 0x10), ("1.0.29.7.0.255", 0x12), ("1.0.49.7.0.255", 0x14), ("1.0.69.7.0.255", 0x16),
+    ("1.0.23.7.0.255", 0x18), ("1.0.43.7.0.255", 0x1A), ("1.0.63.7.0.255", 0x1C), ("1.0.33.7.0.255", 0x1E),
+    ("1.0.53.7.0.255", 0x20), ("1.0.73.7.0.255", 0x22), ("1.0.12.7.0.255", 0x2A), ("1.0.11.7.0.255", 0x30),
+    ("1.0.16.7.0.255", 0x34), ("1.0.9.7.0.255", 0x38), ("1.0.3.7.0.255", 0x3C), ("1.0.13.7.0.255", 0x3E),
+    ("1.0.14.7.0.255", 0x46), ("1.0.1.8.0.255", 0x48), ("1.0.2.8.0.255", 0x4A), ("1.0.3.8.0.255", 0x4C),
+    ("1.0.4.8.0.255", 0x4E), ("1.0.15.8.0.255", 0x156),
+]
+
+
+def _profile(path: Path) -> Path:
+    lines = ["name: bench-sdm630-30", "protocol: modbus", "source: Eastron SDM630 input registers (bench subset)",
+             "defaults: {function: input, type: float32}", "max_registers: 80", "max_gap: 40", "groups:",
+             "  - interval: 10s", "    points:"]
+    lines += [f"      - {{obis: {o}, name: p_{o.replace('.', '_')}, register: {r}}}" for o, r in POINTS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _free_base(count: int) -> int:
+    """A run of ``count`` free loopback ports (checked by binding each)."""
+    for base in range(30000, 60000 - count, 1000):
+        ok = True
+        for p in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError(f"no run of {count} free ports")
+
+
+def _child(config_path: str, warmup: float, window: float, out: str) -> None:
+    """Runs in the child process: the gateway, then its own figures as JSON."""
+    from gateway import logs
+    from gateway.config import load_config
+    from gateway.runtime import Gateway
+
+    logs.setup("text", "error")
+
+    async def run() -> dict[str, Any]:
+        gw = Gateway(load_config(config_path))
+        counted = {"readings": 0, "batches": 0}
+
+        def count(meter: str, seq: int, readings: list[Any]) -> None:
+            counted["readings"] += len(readings)
+            counted["batches"] += 1
+
+        await gw.start()
+        await asyncio.sleep(warmup)
+        for s in gw.schedulers.values():
+            s.state.lateness.clear()
+        gw.batch_listeners.append(count)
+        cpu0, t0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(window)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+        lateness = [x for s in gw.schedulers.values() for x in s.state.lateness]
+        transactions = sum(s.driver.counters.transactions for s in gw.schedulers.values())
+        polls = sum(s.state.polls for s in gw.schedulers.values())
+        backlog = {sink.name: gw.journal.backlog(sink.name) for sink in gw.sinks}
+        errors = sum(s.state.errors for s in gw.schedulers.values())
+        await gw.stop()
+        return {"cpu_s": cpu, "wall_s": wall, "readings": counted["readings"], "batches": counted["batches"],
+                "lateness": lateness, "transactions": transactions, "polls": polls, "backlog": backlog,
+                "errors": errors, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    Path(out).write_text(json.dumps(asyncio.run(run())))
+
+
+def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warmup: float, window: float) -> dict[
+        str, Any]:
+    from tests.services import Mosquitto, VictoriaMetrics, ensure_binaries
+
+    ensure_binaries()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        profile = _profile(tmpdir / "bench-sdm630-30.yaml")
+        broker = vm = None
+        try:
+            sink_cfg: dict[str, Any] = {}
+            if "mqtt" in sinks:
+                broker = Mosquitto(tmpdir / "mq")
+                broker.start()
+                sink_cfg["mqtt"] = {"host": "127.0.0.1", "port": broker.port}
+            if "influxdb" in sinks:
+                vm = VictoriaMetrics(tmpdir / "vm")
+                vm.start()
+                sink_cfg["influxdb"] = {"url": vm.url, "bucket": "bench"}
+            per_proc = 1000
+            base = _free_base(meters)
+            sims = [SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base + i),
+                               "--ports", str(min(per_proc, meters - i))) for i in range(0, meters, per_proc)]
+            for s in sims:
+                s.__enter__()
+            try:
+                links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}
+                         for i in range(meters)}
+                mcfg = {f"m{i:04d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile),
+                                      "points": [{"obis": o, "interval": interval} for o, _ in POINTS]}
+                        for i in range(meters)}
+                cfg = tmpdir / "gateway.yaml"
+                cfg.write_text(json.dumps({"gateway": {"id": "bench", "data_dir": str(tmpdir / "data")},
+                                           "links": links, "meters": mcfg, "sinks": sink_cfg}))
+                out = tmpdir / "out.json"
+                subprocess.run([sys.executable, "-m", "bench.many", "--child", str(cfg), str(warmup), str(window),
+                                str(out)], cwd=REPO, check=True)
+                result = json.loads(out.read_text())
+            finally:
+                for s in sims:
+                    s.__exit__(None, None, None)
+        finally:
+            if broker:
+                broker.close()
+            if vm:
+                vm.close()
+    lat = result.pop("lateness")
+    result.update(name=name, meters=meters, lateness_p50=percentile(lat, 0.5), lateness_p99=percentile(lat, 0.99),
+                  cpu_share=result["cpu_s"] / result["wall_s"],
+                  cpu_ms_per_1000=1000 * 1000 * result["cpu_s"] / max(1, result["readings"]),
+                  tx_per_poll=result["transactions"] / max(1, result["polls"]))
+    return result
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"  {r['name']}: {r['meters']} meters, {r['readings'] / r['wall_s']:,.0f} readings/s for {r['wall_s']:.0f} s; "
+          f"CPU {r['cpu_share'] * 100:.1f} % of one core = {r['cpu_ms_per_1000']:.1f} CPU-ms per 1,000 readings; "
+          f"peak RSS {r['rss_mb']:.0f} MB; {r['tx_per_poll']:.2f} requests per meter per cycle; "
+          f"lateness p50 {r['lateness_p50'] * 1000:.0f} ms, p99 {r['lateness_p99'] * 1000:.0f} ms; "
+          f"errors {r['errors']}; sink backlog at the end {r['backlog']}")
+
+
+def main(quick: bool = False) -> list[dict[str, Any]]:
+    results = []
+    print("gateway load, one process, journal on:")
+    peer = scenario("peer load (30 meters x 30 points every 1 s, QoS 1 MQTT)", 30, "1s", ("mqtt",),
+                    warmup=3 if quick else 10, window=5 if quick else 60)
+    report(peer)
+    print(f"    vs ../shared/BENCHMARKS.md: thingsboard-gateway 304 CPU-ms/1,000 -> "
+          f"{304 / peer['cpu_ms_per_1000']:.1f} x less CPU; bare poller 28 -> {peer['cpu_ms_per_1000'] / 28:.2f} x its "
+          f"CPU; target <= 30 CPU-ms, <= 40 MB RSS, 2 requests per cycle")
+    results.append(peer)
+    many = scenario("many meters (30 points every 10 s, MQTT + InfluxDB)", 200 if quick else 2000, "10s",
+                    ("mqtt", "influxdb"), warmup=12 if quick else 25, window=10 if quick else 60)
+    report(many)
+    print(f"    goals: CPU {many['cpu_share'] * 100:.1f} % vs 25 % of one core; RSS {many['rss_mb']:.0f} vs 250 MB; "
+          f"p99 lateness {many['lateness_p99']:.3f} s vs 1 s")
+    results.append(many)
+    return results
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs=4, metavar=("CONFIG", "WARMUP", "WINDOW", "OUT"))
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if a.child:
+        _child(a.child[0], float(a.child[1]), float(a.child[2]), a.child[3])
+    else:
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+        main(quick=a.quick)
