@@ -53,7 +53,7 @@ class Gateway:
             mqtt = MqttSink(self.config.sinks.mqtt, self.journal, self.id, base=base,
                             handlers={"read": self._cmd_read, "status": self._cmd_status,
                                       "sync_time": self._cmd_sync_time},
-                            meter_statuses=self._meter_statuses)
+                            meter_statuses=self._meter_statuses, meters=list(self.config.meters.values()))
             self.status_listeners.append(lambda ms: mqtt.meter_status_changed(ms.meter.id, ms.status()))
             self.sinks.append(mqtt)
         if self.config.sinks.influxdb is not None:

@@ -49,6 +49,7 @@ class Dlt645Driver:
         self.counters = LinkCounters()
         self.channel: Channel[Frame] = Channel(link)
         self._refused_blocks: dict[str, set[str]] = {}
+        self._plans: dict[tuple[str, frozenset[int]], list[tuple[str, list[Point]]]] = {}
 
     async def open(self) -> None:
         await self.channel.open()
@@ -107,7 +108,15 @@ class Dlt645Driver:
     # --- reading a batch -----------------------------------------------------------
 
     def plan(self, meter: Meter, points: Sequence[Point]) -> list[tuple[str, list[Point]]]:
-        """Transactions as (data identifier, points it answers): blocks where two or more members are due."""
+        """Transactions as (data identifier, points it answers), computed once per set of due points."""
+        key = (meter.id, frozenset(id(p) for p in points))
+        cached = self._plans.get(key)
+        if cached is None:
+            cached = self._plans[key] = self._make_plan(meter, points)
+        return [(di, list(ps)) for di, ps in cached]
+
+    def _make_plan(self, meter: Meter, points: Sequence[Point]) -> list[tuple[str, list[Point]]]:
+        """Blocks where two or more members are due and the meter has not refused the block."""
         refused = self._refused_blocks.get(meter.id, set())
         by_di: dict[str, list[Point]] = {}
         for p in points:
@@ -151,6 +160,7 @@ class Dlt645Driver:
                 if (exc.code or 0) & NO_REQUESTED_DATA and len({p.di for p in wanted}) > 1:
                     # the meter does not know the block: remember, read its members one by one
                     self._refused_blocks.setdefault(meter.id, set()).add(di)
+                    self._plans = {k: v for k, v in self._plans.items() if k[0] != meter.id}
                     queue[:0] = [(m, [p for p in wanted if p.di == m]) for m in dis.expand_block(di)
                                  if any(p.di == m for p in wanted)]
                     continue

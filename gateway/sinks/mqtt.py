@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import aiomqtt
 
 from gateway import __version__, logs
 from gateway.commands import Handler, handle
-from gateway.config import MqttConfig
+from gateway.config import Meter, MqttConfig
 from gateway.journal import Journal
 from gateway.reading import format_ts
 from gateway.secrets import read_secret
@@ -43,13 +43,15 @@ class MqttSink:
 
     def __init__(self, cfg: MqttConfig, journal: Journal, gateway: str, *, base: Path | None = None,
                  handlers: dict[str, Handler] | None = None,
-                 meter_statuses: Callable[[], dict[str, dict[str, object]]] | None = None) -> None:
+                 meter_statuses: Callable[[], dict[str, dict[str, object]]] | None = None,
+                 meters: Sequence[Meter] = ()) -> None:
         self.cfg = cfg
         self.journal = journal
         self.gateway = gateway
         self.prefix = f"{cfg.prefix}/{gateway}"
         self.handlers = handlers or {}
         self.meter_statuses = meter_statuses or dict
+        self.meters = list(meters)
         self.counters = SinkCounters()
         self._password = read_secret("sinks.mqtt.password_file", value=cfg.password, file=cfg.password_file,
                                      env=cfg.password_env, base=base)
@@ -117,6 +119,12 @@ class MqttSink:
             await client.publish(status_topic, self._gateway_status(True), qos=1, retain=True)
             for meter, status in self.meter_statuses().items():
                 await client.publish(f"{self.prefix}/{meter}/status", json.dumps(status), qos=1, retain=True)
+            if self.cfg.homeassistant:
+                from gateway.sinks.homeassistant import discovery_messages
+
+                for m in self.meters:
+                    for topic, payload in discovery_messages(self.cfg.prefix, self.gateway, m):
+                        await client.publish(topic, payload, qos=1, retain=True)
             if self.cfg.commands and self.handlers:
                 await client.subscribe(f"{self.prefix}/cmd/+", qos=1)
             try:

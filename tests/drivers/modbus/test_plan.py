@@ -61,3 +61,22 @@ def test_blocks_cover_every_point_once_within_limits(spec: list[tuple[int, str, 
         for p in b.points:
             assert p.function == b.function
             assert b.address <= p.register and p.register + p.words <= b.address + b.count  # type: ignore[operator]
+
+
+def test_blocks_never_bridge_forbidden_registers() -> None:
+    pts = [_point(0), _point(10)]
+    assert len(plan_blocks(pts, max_gap=20)) == 1
+    blocks = plan_blocks(pts, max_gap=20, forbidden=[("input", 4, 5)])
+    assert [(b.address, b.count) for b in blocks] == [(0, 2), (10, 2)]
+    # a forbidden range of the other function code does not matter
+    assert len(plan_blocks(pts, max_gap=20, forbidden=[("holding", 4, 5)])) == 1
+
+
+@given(st.lists(st.integers(0, 200), min_size=1, max_size=40, unique=True), st.integers(0, 30),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 10)), max_size=4))
+def test_planned_blocks_never_cover_forbidden(regs: list[int], max_gap: int, ranges: list[tuple[int, int]]) -> None:
+    forbidden = [("input", a, a + n) for a, n in ranges]
+    pts = [_point(r, "uint16") for r in regs if not any(a <= r <= b for _, a, b in forbidden)]
+    for b in plan_blocks(pts, max_gap=max_gap, forbidden=forbidden):
+        for _, first, last in forbidden:
+            assert b.address + b.count <= first or b.address > last, (b, first, last)

@@ -1,0 +1,67 @@
+"""Home Assistant discovery: retained config messages with the right classes, against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from gateway.config import parse_config
+from gateway.profiles import profile_points
+from gateway.runtime import Gateway
+from gateway.sinks.homeassistant import classes
+
+
+def test_classes_by_unit_and_obis() -> None:
+    by_obis = {p.obis: classes(p) for p in profile_points("eastron-sdm630")}
+    assert by_obis["1.0.1.8.0.255"] == ("energy", "total_increasing")
+    assert by_obis["1.0.3.8.0.255"] == ("reactive_energy", "total_increasing")
+    assert by_obis["1.0.16.7.0.255"] == ("power", "measurement")
+    assert by_obis["1.0.32.7.0.255"] == ("voltage", "measurement")
+    assert by_obis["1.0.31.7.0.255"] == ("current", "measurement")
+    assert by_obis["1.0.14.7.0.255"] == ("frequency", "measurement")
+    assert by_obis["1.0.13.7.0.255"] == ("power_factor", "measurement")
+
+
+def test_discovery_is_retained_on_the_broker(simulate, mosquitto, tmp_path: Path) -> None:
+    sim = simulate("modbus", "--profile", "eastron-sdm120", "--unit", "1", "--tcp", "0")
+    raw = {"gateway": {"id": "gw-ha", "data_dir": str(tmp_path / "data")},
+           "links": {"t": {"type": "tcp", "host": "127.0.0.1", "port": sim.port}},
+           "meters": {"m1": {"link": "t", "protocol": "modbus", "address": 1, "profile": "eastron-sdm120"}},
+           "sinks": {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "homeassistant": True}}}
+
+    async def scenario() -> dict[str, dict[str, Any]]:
+        gw = Gateway(parse_config(raw))
+        await gw.start()
+        for _ in range(100):
+            if gw.sinks[0].counters.connected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        await gw.stop()
+        found: dict[str, dict[str, Any]] = {}
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:  # a late subscriber sees retained configs
+            await c.subscribe("homeassistant/sensor/+/config", qos=1)
+
+            async def gather() -> None:
+                async for m in c.messages:
+                    doc = json.loads(m.payload)  # type: ignore[arg-type]
+                    if doc["unique_id"].startswith("meterlink_gw-ha_m1_"):
+                        found[doc["unique_id"]] = doc
+                    if len(found) == 12:
+                        return
+
+            await asyncio.wait_for(gather(), 10)
+        return found
+
+    found = asyncio.run(scenario())
+    energy = found["meterlink_gw-ha_m1_1_0_1_8_0_255"]
+    assert energy["device_class"] == "energy" and energy["state_class"] == "total_increasing"
+    assert energy["unit_of_measurement"] == "kWh" and energy["state_topic"] == "meterlink/gw-ha/m1/data"
+    assert energy["availability_topic"] == "meterlink/gw-ha/m1/status"
+    assert "1.0.1.8.0.255" in energy["value_template"]
+    pf = found["meterlink_gw-ha_m1_1_0_33_7_0_255"]
+    assert pf["device_class"] == "power_factor" and "unit_of_measurement" not in pf
