@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 LATE_AFTER = 1.0  # seconds: a poll starting later than this after its moment is late
 BACKOFF_CAP = 300.0  # seconds between tries of an offline meter, at most
+LATE_LOG_EVERY = 600.0  # seconds between "late poll" log lines of one meter
 MAX_UNCOMMITTED = 8  # batches a link may have waiting for the journal before it waits too
 
 
@@ -68,6 +69,7 @@ class MeterState:
     late_polls: int = 0
     missed_polls: int = 0
     max_lateness: float = 0.0
+    late_logged: float = 0.0
     last_latency: float | None = None
 
     def next_due(self) -> float:
@@ -165,7 +167,10 @@ class LinkScheduler:
             if lateness > LATE_AFTER:
                 ms.late_polls += 1
                 ms.max_lateness = max(ms.max_lateness, lateness)
-                logs.warning("late poll", meter=ms.meter.id, link=self.link.id, late_s=f"{lateness:.3f}")
+                if start - ms.late_logged > LATE_LOG_EVERY:  # a crowded bus is late every cycle: say it now and then
+                    ms.late_logged = start
+                    logs.warning("late poll", meter=ms.meter.id, link=self.link.id, late_s=f"{lateness:.3f}",
+                                 late_polls=ms.late_polls, utilization=f"{self.state.utilization():.2f}")
         if not points:
             return
         ts = datetime.fromtimestamp(start, UTC)
