@@ -561,9 +561,13 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         forbidden = tuple((f.function, f.first, f.last) for f in profile.forbidden) if profile else ()
         # thousands of meters of one model share their Point objects; the raw point list is not kept
         shared = tuple(interned.setdefault(p, p) for p in points)
+        # key and password files named relative to the configuration file are found from anywhere
+        files = {k: str(base / v) for k, v in m.model_dump(include={"password_file", "auth_key_file",
+                                                                     "enc_key_file"}).items()
+                 if v is not None and not Path(v).is_absolute()}
         meters[mid] = Meter(id=mid, link=m.link, protocol=m.protocol, address=norm, points=shared,
-                            config=m.model_copy(update={"points": []}), max_registers=max_regs, max_gap=max_gap,
-                            forbidden=forbidden)
+                            config=m.model_copy(update={"points": [], **files}), max_registers=max_regs,
+                            max_gap=max_gap, forbidden=forbidden)
 
     _check_sinks(fc, problems)
     if problems:

@@ -24,6 +24,7 @@ from gateway.config import parse_config
 from gateway.profiles import profile_points
 from gateway.reading import decimal_text
 from gateway.runtime import Gateway
+from simulators.dlms import start_wrapper_meter
 from simulators.dlt645 import Dlt645Handler, Dlt645Meter
 from simulators.modbus import ModbusHandler, ModbusUnit
 from simulators.model import MeterModel
@@ -32,6 +33,8 @@ from simulators.serve import PtyServer, serve_tcp, tcp_port
 DLT645_BUS = ("000000000101", "000000000102")
 DLT645_FAST = [("1.0.32.7.0.255", "02010100"), ("1.0.31.7.0.255", "02020100"), ("1.0.16.7.0.255", "02030000"),
                ("1.0.14.7.0.255", "02800002"), ("1.0.1.8.0.255", "00010000"), ("1.0.2.8.0.255", "00020000")]
+DLMS_FAST = ("1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255", "1.0.1.8.0.255",
+             "1.0.2.8.0.255")
 SHOWN = [("1.0.32.7.0.255", "U L1"), ("1.0.31.7.0.255", "I L1"), ("1.0.16.7.0.255", "P"),
          ("1.0.14.7.0.255", "f"), ("1.0.1.8.0.255", "import"), ("1.0.2.8.0.255", "export")]
 
@@ -54,7 +57,7 @@ def _table(gw: Gateway, width: int) -> Group:
         latest = gw.latest.get(mid, {})
         cells = []
         for obis, _ in shown:
-            r = latest.get(obis)
+            r = latest.get(obis) or (latest.get("1.0.1.7.0.255") if obis == "1.0.16.7.0.255" else None)
             cells.append("" if r is None or r.value is None else f"{decimal_text(r.value)} {r.unit}")
         state = {True: "[green]online", False: "[red]offline", None: "[yellow]starting"}[st["online"]]
         extra = [str(st["last_ok"] or "")[11:23]] if width >= 100 else []
@@ -80,12 +83,14 @@ async def _demo(args: argparse.Namespace) -> int:
     dlt_pty = PtyServer(lambda: Dlt645Handler(dlt_meters))
     dlt_pty.start()
     server = await serve_tcp(lambda: ModbusHandler(dtsu, framing="socket"))
+    dlms_server, dlms_port = await start_wrapper_meter(seed=13)
     raw = {
         "gateway": {"id": "demo", "data_dir": str(Path(args.data_dir))},
         "links": {
             "rs485-1": {"type": "serial", "port": pty.path, "baudrate": 9600, "parity": "N", "timeout": "500ms"},
             "tcp-dtsu": {"type": "tcp", "host": "127.0.0.1", "port": tcp_port(server), "timeout": "500ms"},
             "rs485-2": {"type": "serial", "port": dlt_pty.path, "baudrate": 2400, "parity": "N", "timeout": "500ms"},
+            "dlms-tcp": {"type": "tcp", "host": "127.0.0.1", "port": dlms_port, "timeout": "1s"},
         },
         "meters": {
             "sdm630-1": {"link": "rs485-1", "protocol": "modbus", "address": 1, "profile": "eastron-sdm630",
@@ -98,6 +103,9 @@ async def _demo(args: argparse.Namespace) -> int:
                                     "profile": "dlt645-generic-3phase", "interval": "10s", "daily_frozen_days": 3,
                                     "points": [{"obis": o, "di": di, "interval": "10s"} for o, di in DLT645_FAST]}
                for a in DLT645_BUS},
+            "dlms-1": {"link": "dlms-tcp", "protocol": "dlms", "address": {"client": 16, "logical": 1},
+                       "transport": "wrapper", "auth": "none", "profile": "dlms-generic-3phase", "interval": "10s",
+                       "points": [{"obis": o, "interval": "10s"} for o in DLMS_FAST]},
         },
     }
     broker = _broker(args.mqtt)
@@ -125,6 +133,7 @@ async def _demo(args: argparse.Namespace) -> int:
         pty.close()
         dlt_pty.close()
         server.close()
+        dlms_server.close()
     return 0
 
 

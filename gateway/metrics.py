@@ -399,7 +399,12 @@ class HttpServer:
         if method not in ("GET", "HEAD"):
             await _respond(writer, 405, "only GET and HEAD\n", extra={"Allow": "GET, HEAD"})
             return
-        status, ctype, body = await self.route(urlsplit(target).path)
+        path = urlsplit(target).path
+        try:
+            status, ctype, body = await self.route(path)
+        except Exception as exc:  # a bug in one endpoint answers 500; it must not reach the event loop
+            logs.error("http request failed", path=path[:100], error=repr(exc))
+            status, ctype, body = 500, "text/plain; charset=utf-8", f"internal error: {type(exc).__name__}\n"
         await _respond(writer, status, body, ctype=ctype, head_only=method == "HEAD")
 
     async def route(self, path: str) -> tuple[int, str, bytes | str]:
@@ -440,7 +445,8 @@ def status_doc(gw: Gateway) -> dict[str, Any]:
     return doc
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes | str, *,

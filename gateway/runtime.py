@@ -43,6 +43,14 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
         self.sinks: list[Any] = []
+        self.journal_error: str | None = None  # the last journal write failure, until a write succeeds
+
+    def link_alive(self, link_id: str) -> bool | None:
+        """Whether the link's poll task is running (None: no such link task)."""
+        for t in self._tasks:
+            if t.get_name() == f"meterlink[{link_id}].poll":
+                return not t.done()
+        return None
 
     def _make_sinks(self) -> None:
         """Sinks read secrets when they start, so a missing token file is reported before polling begins."""
@@ -102,8 +110,10 @@ class Gateway:
         while True:
             try:
                 seq = await self.journal.append(meter.id, ts, readings)
+                self.journal_error = None
                 break
             except JournalError as exc:  # disk full or similar: hold the batch, keep trying
+                self.journal_error = str(exc)
                 logs.error("journal write failed", meter=meter.id, error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)

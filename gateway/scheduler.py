@@ -91,6 +91,7 @@ class LinkState:
     errors: int = 0
     open: bool = False
     last_error: str | None = None
+    busy_since: float | None = None  # monotonic start of the transaction in progress (a hang check reads it)
     # how late polls started (seconds after their moment), the most recent ones, for p50/p99 figures
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
@@ -183,6 +184,8 @@ class LinkScheduler:
         invalid = [r for r in readings if r.quality is Quality.INVALID]
         ms.points_invalid += len(invalid)
         self._ok(ms, ts, invalid)
+        if not readings:
+            return  # e.g. a load profile with no new record: nothing to journal, no empty data message
         # the link goes on with the next poll while the journal commits this batch (nothing sees the
         # readings before the commit); a slow disk holds the link back once MAX_UNCOMMITTED are waiting
         task = asyncio.create_task(self.on_batch(ms.meter, ts, readings))
@@ -195,6 +198,7 @@ class LinkScheduler:
         """One batch through the driver, holding the link; used by the poll loop and on-demand reads."""
         async with self._lock:
             t0 = time.monotonic()
+            self.state.busy_since = t0
             try:
                 if not self.state.open:
                     await self.driver.open()
@@ -206,6 +210,7 @@ class LinkScheduler:
                     await self.driver.close()
                 raise
             finally:
+                self.state.busy_since = None
                 elapsed = time.monotonic() - t0
                 self.state.busy += elapsed
                 self.state.polls += 1

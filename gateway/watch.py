@@ -237,11 +237,14 @@ class Monitor:
         return "stale" if now - mv.ts > self.stale_after(mv) else "online"
 
     def gateway_state(self, gv: GatewayView, now: float) -> str:
+        """offline (its will or status), stale (none of its meters' data is fresh by their own periods), online."""
         if gv.online is False:
             return "offline"
         if gv.last_data is None:
             return "no data"
-        return "stale" if now - gv.last_data > self.stale else "online"
+        patience = max((self.stale_after(mv) for (g, _), mv in self.meters.items() if g == gv.gateway and mv.ts),
+                       default=self.stale)
+        return "stale" if now - gv.last_data > patience else "online"
 
 
 # --------------------------------------------------------------------------- rendering

@@ -22,10 +22,11 @@ declare -A PKG_OF=(
   [mosquitto_passwd]=mosquitto
   [victoria-metrics]=victoria-metrics  # /usr/bin/victoria-metrics
   [openssl]=openssl                 # CA/server/client certificates for the TLS tests
+  [systemd-analyze]=systemd         # `systemd-analyze verify` of systemd/meterlink.service
 )
 
 missing=()
-for bin in mosquitto mosquitto_passwd victoria-metrics openssl; do
+for bin in mosquitto mosquitto_passwd victoria-metrics openssl systemd-analyze; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     pkg="${PKG_OF[$bin]}"
     [[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
@@ -98,7 +99,7 @@ if port_open; then
   fi
 fi
 
-for bin in mosquitto mosquitto_passwd victoria-metrics openssl; do
+for bin in mosquitto mosquitto_passwd victoria-metrics openssl systemd-analyze; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     echo "install-test-services: $bin still missing after apt-get install" >&2
     exit 1

@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="physical (lower HDLC) address; repeat for several meters on one bus (default 17)")
     m.add_argument("--no-physical", action="store_true", help="HDLC server address without a lower address")
     m.add_argument("--serial", default="12345678", help="the serial number (0.0.96.1.0.255)")
-    m.add_argument("--clock-offset", default="0", help="the meter's clock runs this far ahead of real time "
-                                                         "(negative: behind), e.g. 90s, -2h")
+    m.add_argument("--clock-offset", default="0", help="the meter's clock runs this far ahead of real time, e.g. "
+                                                        "90s; behind: --clock-offset=-2h")
     m.add_argument("--clock-start", help="the meter's time at start, ISO 8601 (e.g. 2026-01-05T10:00:00Z)")
     m.add_argument("--time-speed", type=float, default=1.0, help="meter seconds per real second (default 1)")
     m.add_argument("--utc-offset", type=int, default=0, help="the meter's local time zone in minutes east of UTC")

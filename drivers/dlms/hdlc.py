@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from gateway.errors import FrameError
 
 FLAG = 0x7E
-LLC_REQUEST = b"\xe6\xe6\x00"   # Green Book 8.4.5.3: LLC header, client -> server (destination LSAP E6, source E6, quality 0)
+LLC_REQUEST = b"\xe6\xe6\x00"   # Green Book 8.4.5.3: LLC header client -> server (LSAPs E6 E6, quality 0)
 LLC_RESPONSE = b"\xe6\xe7\x00"  # server -> client (source LSAP E7: response)
 DEFAULT_MAX_INFO = 128          # Green Book 8.4.5.4.3: default maximum information field length
 MAX_FRAME_LENGTH = 0x7FF        # 11 bits of frame length
@@ -251,7 +251,9 @@ def decode(buf: bytes | bytearray | memoryview) -> tuple[int, Frame | None]:
         if length < 7:
             raise BadFrame(f"HDLC frame length {length} is too short", consumed=start + 1)
         if end >= size:
-            return start, None
+            # maybe line noise that looks like a frame start: a complete good frame later in the buffer wins
+            later = _complete_frame_after(data, start + 1)
+            return later if later is not None else (start, None)
         if data[end] != FLAG:
             raise BadFrame(f"HDLC frame of length {length} has no closing flag (got {data[end]:#04x})",
                            consumed=start + 1)
@@ -260,6 +262,22 @@ def decode(buf: bytes | bytearray | memoryview) -> tuple[int, Frame | None]:
         except BadFrame as exc:
             raise BadFrame(str(exc), consumed=end) from None
         return end, frame
+
+
+def _complete_frame_after(data: bytes, pos: int) -> tuple[int, Frame] | None:
+    """The first complete, valid frame starting at a flag at or after ``pos``: ``(consumed, frame)``."""
+    while True:
+        start = data.find(FLAG, pos)
+        if start < 0 or start + 3 > len(data):
+            return None
+        if data[start + 1] & 0xF0 == 0xA0:
+            end = start + 1 + (((data[start + 1] & 0x07) << 8) | data[start + 2])
+            if end < len(data) and data[end] == FLAG:
+                try:
+                    return end, _parse(data[start + 1:end])
+                except BadFrame:
+                    pass
+        pos = start + 1
 
 
 def _parse(body: bytes) -> Frame:
@@ -374,10 +392,6 @@ class Sequencer:
                                 segmented=not last, poll_final=True, info=chunk))
             self.vs = (self.vs + 1) % 8
         return frames
-
-    def unsent(self, frames: list[Frame]) -> None:
-        """Take back sequence numbers of frames built but not sent (the peer refused the first)."""
-        self.vs = (self.vs - len(frames)) % 8
 
     def rr(self) -> Frame:
         return Frame(kind=Kind.RR, destination=self.peer, source=self.own, rsn=self.vr, poll_final=True)

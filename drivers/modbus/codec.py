@@ -184,6 +184,8 @@ def _parse_pdu_response(device_id: int, pdu: bytes, tid: int) -> Response:
                                  transaction_id=tid)
     if fc not in (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS):
         raise FrameError(f"reply with function code {fc:#04x}, expected 0x03 or 0x04")
+    if len(pdu) < 2:
+        raise FrameError(f"reply of {len(pdu)} byte(s): no byte count")
     n = pdu[1]
     if n % 2 or len(pdu) != 2 + n:
         raise FrameError(f"reply announces {n} data bytes but carries {len(pdu) - 2}")

@@ -15,5 +15,5 @@ def test_demo_reads_every_simulated_meter(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "data" / "journal.sqlite")
     meters = {m for (m,) in con.execute("SELECT DISTINCT meter FROM batches")}
     con.close()
-    assert meters == {"sdm630-1", "dtsu666-1", "dlt645-0101", "dlt645-0102"}
+    assert meters == {"sdm630-1", "dtsu666-1", "dlt645-0101", "dlt645-0102", "dlms-1"}
     assert "sdm630-1" in r.stdout and "online" in r.stdout

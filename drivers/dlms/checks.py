@@ -1,0 +1,46 @@
+"""Configuration checks only DLMS knows: addresses, transport for the link type, security keys.
+
+Called by :mod:`gateway.config` for every ``protocol: dlms`` meter; each
+problem is ``(key suffix, message)`` and becomes one line of ``meterlink check``.
+Secrets are not read here (they are read when the driver starts); only their
+sources are checked.
+"""
+
+from __future__ import annotations
+
+import re
+
+from drivers.dlms.address import parse_address
+from gateway.config import MeterConfig, SerialLinkConfig, TcpLinkConfig
+
+
+def check_meter(m: MeterConfig, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    try:
+        parse_address(m.address, m.serial)
+    except ValueError as exc:
+        problems.append(("address", str(exc)))
+    serial_link = isinstance(link, SerialLinkConfig)
+    if m.transport == "wrapper" and serial_link:
+        problems.append(("transport", "wrapper (IEC 62056-47) runs on a tcp link; a serial link carries hdlc or push"))
+    if m.transport == "push" and not serial_link:
+        problems.append(("transport", "push listens on a serial link (P1/HAN port)"))
+    for name in ("password", "auth_key", "enc_key"):
+        if getattr(m, f"{name}_file") is not None and getattr(m, f"{name}_env") is not None:
+            problems.append((f"{name}_file", f"give one of {name}_file and {name}_env"))
+    has = {name: getattr(m, f"{name}_file") is not None or getattr(m, f"{name}_env") is not None
+           for name in ("password", "auth_key", "enc_key")}
+    auth = m.auth or "none"
+    if auth == "lls" and not has["password"]:
+        problems.append(("password_file", "auth lls needs password_file or password_env"))
+    if auth == "hls-gmac":
+        for name in ("auth_key", "enc_key"):
+            if not has[name]:
+                problems.append((f"{name}_file", f"auth hls-gmac needs {name}_file or {name}_env"))
+    # a password or keys given with another auth are left unused, not refused: CONTRACT section 3's own
+    # example pairs auth: none with a password_file
+    if m.client_system_title is not None and not re.fullmatch(r"[0-9A-Fa-f]{16}", m.client_system_title):
+        problems.append(("client_system_title", f"{m.client_system_title!r} is not 8 bytes as 16 hex digits"))
+    if m.transport == "push" and m.auth not in (None, "none"):
+        problems.append(("auth", "a push meter does not associate; leave auth out"))
+    return problems

@@ -1,0 +1,553 @@
+"""The DLMS/COSEM driver: polled meters over HDLC (serial or TCP) or the TCP wrapper, and push listeners.
+
+One driver per link.  A read of a meter reuses the meter's association when it
+is still fresh, else opens a new one (SNRM/UA, AARQ/AARE, HLS); everything is
+asyncio on non-blocking descriptors, so a slow meter holds only its own link.
+
+What a read does, for the points due:
+
+* Register (3), Extended Register (4), Demand Register (5): attribute 2
+  scaled by the scaler-unit (attribute 3, or 4 for class 5), which is read
+  once per meter and cached.  The unit is the meter's, converted exactly to
+  the point's when the point names a multiple of it (Wh -> kWh).
+* Data (1) and other classes: the attribute as a number.
+* Clock (8): ``value`` is the drift in seconds (meter minus gateway time),
+  ``meter_ts`` the meter's time.
+* Profile Generic (7): the buffer by range, from just after the newest
+  record journaled for this profile (``Store.last_meter_ts(meter, profile
+  obis)``) to the meter's clock, so an outage of the gateway or the meter is
+  backfilled from the meter's buffer.  Each record gives one reading of the
+  profile's own OBIS (value: the record's status word, 0 without one) and one
+  reading per captured value under the value's OBIS, all with the record's
+  time stamp as ``meter_ts``.
+
+All plain attributes of one read go in GET-with-list requests where the meter
+negotiated it, cut to its PDU size.  A meter that drops the association
+half way is re-associated and the read continues with what is left.
+
+Push meters (``transport: push``) never answer requests: see
+:mod:`drivers.dlms.push`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from drivers.dlms import apdu as ap
+from drivers.dlms import axdr, units
+from drivers.dlms.address import DlmsAddress, parse_address
+from drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
+from drivers.dlms.hdlc import HdlcAddress
+from drivers.dlms.link import ByteLink, Channel, HdlcChannel, SerialLink, SessionLost, TcpLink, WrapperChannel
+from drivers.dlms.push import PushListener
+from drivers.dlms.session import DEFAULT_CLIENT_TITLE, HLS_GMAC, LLS, NONE, ObjectError, Security, Session
+from gateway.config import Link, Meter, Point, SerialLinkConfig
+from gateway.driver import LinkCounters, PointResult, Store
+from gateway.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
+from gateway.secrets import read_secret
+
+REGISTER, EXTENDED_REGISTER, DEMAND_REGISTER, CLOCK, PROFILE = 3, 4, 5, 8, 7
+SCALED = {REGISTER: 3, EXTENDED_REGISTER: 3, DEMAND_REGISTER: 4}  # class -> attribute of its scaler_unit
+SESSION_IDLE = 60.0       # seconds an association is reused for (meters drop idle ones after 1-2 min)
+DEFAULT_BACKFILL = 86400.0
+MAX_REASSOCIATIONS = 5
+
+
+@dataclass
+class _MeterState:
+    """What the driver learned about one meter and keeps across reads."""
+
+    address: DlmsAddress
+    security: Security
+    scalers: dict[tuple[int, str, int], tuple[int, str]] = field(default_factory=dict)  # (class, obis, attr) -> scaler
+    captures: dict[str, tuple[AttributeRef, ...]] = field(default_factory=dict)        # profile obis -> columns
+    periods: dict[str, int] = field(default_factory=dict)                              # profile obis -> seconds
+    profile_last: dict[str, datetime] = field(default_factory=dict)                    # newest record handed out
+
+
+class DlmsDriver:
+    """DLMS/COSEM on one link (CONTRACT section 3, ``protocol: dlms``)."""
+
+    def __init__(self, link: Link, store: Store | None = None) -> None:
+        self.link = link
+        self.store = store
+        self.counters = LinkCounters()
+        self._bytes: ByteLink | None = None
+        self._session: Session | None = None
+        self._session_meter: str | None = None
+        self._session_used = 0.0
+        self._meters: dict[str, _MeterState] = {}
+        self._ic: dict[str, int] = {}
+        self._push: PushListener | None = None
+
+    # --- channel -----------------------------------------------------------------------
+
+    def _byte_link(self) -> ByteLink:
+        if self._bytes is None:
+            c = self.link.config
+            if isinstance(c, SerialLinkConfig):
+                self._bytes = SerialLink(c.port, baudrate=self.link.baudrate, bytesize=c.bytesize,
+                                         parity=self.link.parity, stopbits=c.stopbits)
+            else:
+                self._bytes = TcpLink(c.host, c.port, connect_timeout=max(self.link.timeout, 1.0) * 3)
+        return self._bytes
+
+    async def open(self) -> None:
+        if isinstance(self.link.config, SerialLinkConfig):
+            await self._byte_link().open()
+        # a TCP link is opened per association (a meter may close it between reads)
+
+    async def close(self) -> None:
+        await self._drop_session(release=True)
+        if self._push is not None:
+            await self._push.stop()
+            self._push = None
+        if self._bytes is not None:
+            await self._bytes.close()
+
+    # --- meters --------------------------------------------------------------------------
+
+    def _state(self, meter: Meter) -> _MeterState:
+        st = self._meters.get(meter.id)
+        if st is None:
+            st = _MeterState(address=_address(meter), security=_security(meter))
+            self._meters[meter.id] = st
+        return st
+
+    def _next_ic(self, meter: Meter) -> int:
+        """The next client invocation counter, persisted before use, never below the wall clock in seconds.
+
+        The journal keeps the counter across restarts; the wall-clock floor
+        keeps it growing where there is no journal (``meterlink read``) and a
+        counter is never reused, which a meter would refuse.
+        """
+        key = f"dlms.{meter.id}.invocation_counter"
+        stored = self.store.get_state(key) if self.store is not None else None
+        current = max(int(stored) if stored and stored.isdigit() else 0, int(time.time()), self._ic.get(meter.id, 0))
+        if current >= 0xFFFFFFFF:
+            raise MeterRejected(f"{meter.id}: the client invocation counter is exhausted; new keys are needed")
+        if self.store is not None:
+            self.store.set_state(key, str(current + 1))
+        self._ic[meter.id] = current + 1
+        return current
+
+    def _channel(self, meter: Meter, st: _MeterState) -> Channel:
+        transport = _transport(meter, self.link)
+        link = self._byte_link()
+        if transport == "wrapper":
+            return WrapperChannel(link, client=st.address.client, logical=st.address.logical, timeout=self.link.timeout)
+        server = HdlcAddress(st.address.logical, st.address.physical, st.address.size)
+        return HdlcChannel(link, client=st.address.client, server=server, timeout=self.link.timeout,
+                           tries=self.link.tries)
+
+    async def _drop_session(self, *, release: bool) -> None:
+        session, self._session, self._session_meter = self._session, None, None
+        if session is None:
+            return
+        if release:
+            await session.release()
+        elif isinstance(self._bytes, TcpLink):
+            await self._bytes.close()
+
+    async def _session_for(self, meter: Meter, st: _MeterState) -> tuple[Session, bool]:
+        """The meter's open association, reused while fresh, else a new one; ``(session, reused)``.
+
+        A stale association is dropped without RLRQ: the meter has most likely
+        timed it out already, and a new SNRM (or TCP connection) resets it
+        anyway.  A previous meter's association on the same link is released.
+        """
+        fresh = time.monotonic() - self._session_used < SESSION_IDLE
+        if self._session is not None and self._session_meter == meter.id and self._session.open:
+            if fresh:
+                return self._session, True
+            await self._drop_session(release=False)
+        await self._drop_session(release=True)
+        channel = self._channel(meter, st)
+        session = Session(channel, st.security, lambda: self._next_ic(meter), on_request=self._count)
+        try:
+            await session.associate()
+        except MeterlinkError as exc:
+            self._failed(exc)
+            if isinstance(self._bytes, TcpLink):
+                await self._bytes.close()
+            if isinstance(exc, MeterRejected) and st.security.ciphered:
+                raise type(exc)(f"{exc} (check enc_key, auth_key and client_system_title)", exc.code) from None
+            raise
+        self._session, self._session_meter = session, meter.id
+        self._session_used = time.monotonic()
+        return session, False
+
+    def _count(self) -> None:
+        self.counters.transactions += 1
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, MeterTimeout):
+            self.counters.timeouts += 1
+        elif isinstance(exc, FrameError):
+            self.counters.frame_errors += 1
+        elif isinstance(exc, MeterRejected):
+            self.counters.rejections += 1
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
+        if _transport(meter, self.link) == "push":
+            return await self._read_push(meter, points)
+        st = self._state(meter)
+        plan = _Plan(meter, points, st)
+        reassociations = 0
+        while True:
+            progress = plan.progress()
+            session, reused = await self._session_for(meter, st)
+            try:
+                await plan.run(session, self)
+            except SessionLost as exc:
+                # a reused association the meter timed out, or one it dropped half way: associate again and go on
+                await self._drop_session(release=False)
+                reassociations += 1
+                if (not reused and plan.progress() == progress) or reassociations > MAX_REASSOCIATIONS:
+                    raise LinkError(f"the meter dropped the association during the read: {exc}") from None
+                continue
+            except (MeterTimeout, FrameError) as exc:
+                await self._drop_session(release=False)
+                if reused and reassociations == 0:  # a silently expired association: one fresh try
+                    reassociations += 1
+                    continue
+                self._failed(exc)
+                raise
+            except MeterlinkError as exc:
+                self._failed(exc)
+                await self._drop_session(release=False)
+                raise
+            self._session_used = time.monotonic()
+            return plan.results()
+
+    async def _read_push(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
+        if self._push is None:
+            self._push = PushListener(self._byte_link(), meter, self.link.timeout)
+        await self._byte_link().open()
+        return await self._push.collect(meter, points)
+
+    # --- profiles -----------------------------------------------------------------------------
+
+    def profile_start(self, meter: Meter, point: Point, meter_now: datetime, period: int) -> datetime:
+        """Where a profile read starts: just after the newest record journaled or handed out."""
+        st = self._state(meter)
+        last = st.profile_last.get(point.obis)
+        if self.store is not None:
+            journaled = self.store.last_meter_ts(meter.id, point.obis)
+            if journaled is not None and (last is None or journaled > last):
+                last = journaled
+        if last is not None:
+            return last
+        if self.store is None:  # a one-off read: the newest records only
+            return meter_now - timedelta(seconds=2 * max(period, 1))
+        return meter_now - timedelta(seconds=meter.config.backfill or DEFAULT_BACKFILL)
+
+
+class _Plan:
+    """One read of one meter: which attributes to GET, and what they become."""
+
+    def __init__(self, meter: Meter, points: Sequence[Point], st: _MeterState) -> None:
+        self.meter = meter
+        self.st = st
+        self.points = list(points)
+        self.plain = [p for p in points if (p.class_id or REGISTER) != PROFILE]
+        self.profiles = [p for p in points if (p.class_id or REGISTER) == PROFILE]
+        self.items: list[AttributeRequest] = []
+        self.got: list[bytes | DataAccessResult | int] = []
+        self.times: list[float] = []
+        self.profile_out: dict[str, list[PointResult]] = {}
+        self._build()
+
+    def progress(self) -> int:
+        return len(self.got) + len(self.profile_out)
+
+    def _add(self, ref: AttributeRef) -> None:
+        req = AttributeRequest(ref)
+        if req not in self.items:
+            self.items.append(req)
+
+    def _build(self) -> None:
+        for p in self.plain:
+            cls = p.class_id or REGISTER
+            self._add(AttributeRef(cls, p.obis, p.attribute))
+            if cls in SCALED and p.attribute == 2 and (cls, p.obis, SCALED[cls]) not in self.st.scalers:
+                self._add(AttributeRef(cls, p.obis, SCALED[cls]))
+            if cls == EXTENDED_REGISTER and p.attribute == 2:
+                self._add(AttributeRef(cls, p.obis, 5))  # capture_time: the value's meter_ts
+        for p in self.profiles:
+            self._add(AttributeRef(CLOCK, ap.CLOCK_OBIS, 2))  # the range ends at the meter's clock
+            if p.obis not in self.st.captures:
+                self._add(AttributeRef(PROFILE, p.obis, 3))   # capture_objects
+                self._add(AttributeRef(PROFILE, p.obis, 4))   # capture_period
+
+    async def run(self, session: Session, driver: DlmsDriver) -> None:
+        remaining = self.items[len(self.got):]
+        if remaining:
+            t0 = time.time()
+            await session.get_many(remaining, self.got)
+            self.times.append((t0 + time.time()) / 2)
+        for p in self.profiles:
+            if p.obis in self.profile_out:
+                continue
+            await self._read_profile(session, driver, p)
+
+    def _result(self, ref: AttributeRef) -> bytes | DataAccessResult | int:
+        return self.got[self.items.index(AttributeRequest(ref))]
+
+    def _value(self, ref: AttributeRef) -> axdr.Data:
+        r = self._result(ref)
+        if not isinstance(r, bytes):
+            raise ObjectError(r)
+        return axdr.decode_all(r)
+
+    def _scaler(self, cls: int, obis: str) -> tuple[int, str]:
+        key = (cls, obis, SCALED[cls])
+        if key not in self.st.scalers:
+            su = self._value(AttributeRef(*key))
+            self.st.scalers[key] = _scaler_unit(su)
+        return self.st.scalers[key]
+
+    def results(self) -> list[PointResult]:
+        out: list[PointResult] = []
+        gateway_time = datetime.fromtimestamp(self.times[0], UTC) if self.times else datetime.now(UTC)
+        for p in self.points:
+            if p in self.profiles:
+                out.extend(self.profile_out.get(p.obis, []))
+                continue
+            try:
+                out.append(self._point(p, gateway_time))
+            except ObjectError as exc:
+                out.append(PointResult.invalid(p, f"the meter answered {exc}"))
+            except (FrameError, ValueError) as exc:
+                out.append(PointResult.invalid(p, str(exc)))
+        return out
+
+    def _point(self, p: Point, gateway_time: datetime) -> PointResult:
+        cls = p.class_id or REGISTER
+        d = self._value(AttributeRef(cls, p.obis, p.attribute))
+        if cls == CLOCK and p.attribute == 2:
+            meter_time = axdr.as_datetime(d)
+            drift = Decimal(str(round((meter_time - gateway_time).total_seconds(), 3)))
+            return PointResult(point=p, value=units.plain(drift), meter_ts=meter_time)
+        value = _number(d)
+        meter_ts = None
+        if cls in SCALED and p.attribute == 2:
+            scaler, unit = self._scaler(cls, p.obis)
+            value = units.scale(value, scaler)
+            try:
+                value, _unit = units.convert(value, unit, p.unit)
+            except units.UnitMismatch as exc:
+                raise ValueError(str(exc)) from None
+            if cls == EXTENDED_REGISTER:
+                with contextlib.suppress(ObjectError, FrameError, ValueError):
+                    meter_ts = axdr.as_datetime(self._value(AttributeRef(cls, p.obis, 5)))
+        return PointResult(point=p, value=units.plain(value), meter_ts=meter_ts)
+
+    # --- profile generic ---
+
+    async def _read_profile(self, session: Session, driver: DlmsDriver, p: Point) -> None:
+        st = self.st
+        try:
+            if p.obis not in st.captures:
+                st.captures[p.obis] = _capture_objects(self._value(AttributeRef(PROFILE, p.obis, 3)))
+                period = self._value(AttributeRef(PROFILE, p.obis, 4))
+                st.periods[p.obis] = int(period.value) if isinstance(period.value, int) else 0
+            meter_now = axdr.as_datetime(self._value(AttributeRef(CLOCK, ap.CLOCK_OBIS, 2)))
+        except ObjectError as exc:
+            self.profile_out[p.obis] = [PointResult.invalid(p, f"the meter answered {exc}")]
+            return
+        except (FrameError, ValueError) as exc:
+            self.profile_out[p.obis] = [PointResult.invalid(p, str(exc))]
+            return
+        columns = st.captures[p.obis]
+        start = driver.profile_start(self.meter, p, meter_now, st.periods.get(p.obis, 0))
+        if start >= meter_now:
+            self.profile_out[p.obis] = []
+            return
+        # scalers of the captured registers, read once per meter like the registers' own
+        need = [AttributeRequest(AttributeRef(c.class_id, c.obis, SCALED[c.class_id])) for c in columns
+                if c.class_id in SCALED and c.attribute == 2 and (c.class_id, c.obis, SCALED[c.class_id]) not in
+                st.scalers]
+        if need:
+            got = await session.get_many(need)
+            for req, raw in zip(need, got, strict=True):
+                if isinstance(raw, bytes):
+                    with contextlib.suppress(FrameError, ValueError):
+                        st.scalers[(req.ref.class_id, req.ref.obis, req.ref.attribute)] = \
+                            _scaler_unit(axdr.decode_all(raw))
+        selector = RangeSelector.between(start + timedelta(seconds=1), meter_now, deviation=_deviation(meter_now))
+        try:
+            raw = await session.get(AttributeRequest(AttributeRef(PROFILE, p.obis, 2), selector))
+        except ObjectError as exc:
+            self.profile_out[p.obis] = [PointResult.invalid(p, f"the meter answered {exc} reading the buffer")]
+            return
+        try:
+            records = _records(axdr.decode_all(raw), columns, st.periods.get(p.obis, 0))
+        except (FrameError, ValueError) as exc:
+            self.profile_out[p.obis] = [PointResult.invalid(p, f"buffer: {exc}")]
+            return
+        out: list[PointResult] = []
+        newest = start
+        named = {q.obis: q for q in self.meter.points}
+        for ts, values in records:
+            if ts <= start or ts > meter_now:
+                continue
+            newest = max(newest, ts)
+            status = Decimal(0)
+            for col, d in values:
+                if col.class_id == CLOCK:
+                    continue
+                if col.obis.startswith("0.0.96.10."):  # status word of the record
+                    with contextlib.suppress(ValueError):
+                        status = _number(d)
+                    continue
+                out.append(self._column(p, col, d, ts, named.get(col.obis)))
+            out.append(PointResult(point=p, value=status, meter_ts=ts))
+        if newest > start:
+            st.profile_last[p.obis] = newest
+        self.profile_out[p.obis] = out
+
+    def _column(self, p: Point, col: AttributeRef, d: axdr.Data, ts: datetime, named: Point | None) -> PointResult:
+        name = named.name if named is not None and named.name != p.name else "obis_" + col.obis.replace(".", "_")
+        unit = named.unit if named is not None else ""
+        point = dataclasses.replace(p, obis=col.obis, name=f"{p.name}_{name}", unit=unit, class_id=col.class_id,
+                                    attribute=col.attribute)
+        try:
+            value = _number(d)
+            key = (col.class_id, col.obis, SCALED.get(col.class_id, 0))
+            if col.class_id in SCALED and col.attribute == 2:
+                if key not in self.st.scalers:
+                    return PointResult.invalid(point, "no scaler-unit for this captured register")
+                scaler, meter_unit = self.st.scalers[key]
+                value, unit = units.convert(units.scale(value, scaler), meter_unit, unit)
+                point = dataclasses.replace(point, unit=unit)
+        except ValueError as exc:
+            return dataclasses.replace(PointResult.invalid(point, str(exc)), meter_ts=ts)
+        return PointResult(point=point, value=units.plain(value), meter_ts=ts)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _number(d: axdr.Data) -> Decimal:
+    """A numeric value; a string of digits (a serial number) counts as one."""
+    if d.tag in (axdr.Tag.VISIBLE_STRING, axdr.Tag.UTF8_STRING, axdr.Tag.OCTET_STRING):
+        text = d.value.decode("latin-1") if isinstance(d.value, bytes) else str(d.value)
+        if text.strip().isdigit():
+            return Decimal(text.strip())
+        raise ValueError(f"the meter returns text {text!r}, not a number")
+    if d.tag in (axdr.Tag.FLOAT32, axdr.Tag.FLOAT64) and d.value is None:
+        raise ValueError("the meter returns NaN or infinity")
+    return d.number()
+
+
+def _scaler_unit(d: axdr.Data) -> tuple[int, str]:
+    """scaler_unit ::= structure {scaler: integer, unit: enum} (Blue Book 4.3.2)."""
+    try:
+        scaler, unit = d.items
+        return int(scaler.value), units.unit_text(int(unit.value))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"bad scaler_unit {d!r}: {exc}") from None
+
+
+def _capture_objects(d: axdr.Data) -> tuple[AttributeRef, ...]:
+    """capture_objects ::= array of structure {class_id, logical_name, attribute_index, data_index}."""
+    out = []
+    try:
+        for item in d.items:
+            cls, ln, attr, _index = item.items
+            out.append(AttributeRef(int(cls.value), ap.obis_text(ln.value), int(attr.value)))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"bad capture_objects: {exc}") from None
+    if not any(c.class_id == CLOCK for c in out):
+        raise ValueError("the profile captures no clock: its records have no time stamp")
+    return tuple(out)
+
+
+def _records(buffer: axdr.Data, columns: Sequence[AttributeRef], period: int
+             ) -> list[tuple[datetime, list[tuple[AttributeRef, axdr.Data]]]]:
+    """Buffer entries with their time stamps; a null clock is the previous one plus the capture period."""
+    out = []
+    prev: datetime | None = None
+    for entry in buffer.items:
+        values = entry.items
+        if len(values) != len(columns):
+            raise ValueError(f"a buffer entry has {len(values)} values for {len(columns)} capture objects")
+        ts: datetime | None = None
+        for col, d in zip(columns, values, strict=True):
+            if col.class_id == CLOCK:
+                if d.tag is axdr.Tag.NULL:
+                    ts = prev + timedelta(seconds=period) if prev is not None and period else None
+                else:
+                    ts = axdr.as_datetime(d)
+        if ts is None:
+            raise ValueError("a buffer entry without a time stamp")
+        prev = ts
+        out.append((ts, list(zip(columns, values, strict=True))))
+    return out
+
+
+def _deviation(dt: datetime) -> int | None:
+    off = dt.utcoffset()
+    return None if off is None else -int(off.total_seconds() // 60)
+
+
+def _transport(meter: Meter, link: Link) -> str:
+    if meter.config.transport:
+        return meter.config.transport
+    return "hdlc" if isinstance(link.config, SerialLinkConfig) else "wrapper"
+
+
+def _address(meter: Meter) -> DlmsAddress:
+    try:
+        return parse_address(meter.config.address, meter.config.serial)
+    except ValueError as exc:
+        raise ConfigError(f"meters.{meter.id}.address", str(exc)) from None
+
+
+def _hex_secret(meter: Meter, kind: str) -> bytes | None:
+    c = meter.config
+    secret = read_secret(f"meters.{meter.id}.{kind}_file", file=getattr(c, f"{kind}_file"),
+                         env=getattr(c, f"{kind}_env"))
+    if secret is None:
+        return None
+    try:
+        key = bytes.fromhex(secret)
+    except ValueError:
+        raise ConfigError(f"meters.{meter.id}.{kind}_file", "the key is not 32 hex digits") from None
+    if len(key) != 16:
+        raise ConfigError(f"meters.{meter.id}.{kind}_file", f"the key has {len(key)} bytes, security suite 0 needs 16")
+    return key
+
+
+def _security(meter: Meter) -> Security:
+    """The meter's security settings, secrets read now from their files or variables (never from the config)."""
+    c = meter.config
+    mechanism = c.auth or NONE
+    title = DEFAULT_CLIENT_TITLE
+    if c.client_system_title:
+        try:
+            title = bytes.fromhex(c.client_system_title)
+        except ValueError:
+            title = b""
+        if len(title) != 8:
+            raise ConfigError(f"meters.{meter.id}.client_system_title", "must be 8 bytes as 16 hex digits")
+    if mechanism == LLS:
+        password = read_secret(f"meters.{meter.id}.password_file", file=c.password_file, env=c.password_env)
+        if password is None:
+            raise ConfigError(f"meters.{meter.id}.password_file", "auth lls needs password_file or password_env")
+        return Security(mechanism=LLS, password=password.encode("latin-1"), client_title=title)
+    if mechanism == HLS_GMAC or (c.transport == "push" and (c.enc_key_file or c.enc_key_env)):
+        ek, ak = _hex_secret(meter, "enc_key"), _hex_secret(meter, "auth_key")
+        if ek is None or (ak is None and mechanism == HLS_GMAC):
+            raise ConfigError(f"meters.{meter.id}.enc_key_file", "hls-gmac needs enc_key and auth_key (file or env)")
+        return Security(mechanism=mechanism, encryption_key=ek, authentication_key=ak, client_title=title)
+    return Security(mechanism=NONE, client_title=title)
