@@ -77,7 +77,10 @@ async def handle(command: str, payload: bytes, handlers: dict[str, Handler]) -> 
     try:
         req = parse_request(command, payload)
         rid = req.id
-        return answer(rid, result_json=await handlers[req.command](req))
+        handler = handlers.get(req.command)
+        if handler is None:
+            raise CommandError(f"command {req.command!r} is not available on this gateway", rid)
+        return answer(rid, result_json=await handler(req))
     except CommandError as exc:
         return answer(exc.rid if rid is None else rid, error=str(exc))
     except MeterlinkError as exc:
