@@ -256,12 +256,9 @@ class Liveness:
         now = time.time() if now is None else now
         mono = time.monotonic() if mono is None else mono
         problems = []
-        # Gateway keeps its tasks in _tasks, named meterlink[<link>].poll; a finished poll task is a dead link.
-        # Judged only where found, so a renamed task cannot make the watchdog restart a healthy gateway.
-        for task in getattr(self.gw, "_tasks", ()):
-            name = task.get_name()
-            if task.done() and name.startswith("meterlink[") and name.endswith("].poll"):
-                problems.append(f"link {name[len('meterlink['):-len('].poll')]}: poll loop ended")
+        for lid in self.gw.schedulers:
+            if self.gw.link_alive(lid) is False:  # None: not started (yet), not judged
+                problems.append(f"link {lid}: poll loop ended")
         for lid, sched in self.gw.schedulers.items():
             problem = self._link_hung(lid, sched, now, mono)
             if problem:
@@ -269,6 +266,10 @@ class Liveness:
         return problems
 
     def _link_hung(self, lid: str, sched: LinkScheduler, now: float, mono: float) -> str | None:
+        since = sched.state.busy_since
+        # one read may legitimately take minutes (a DLMS load-profile backfill at 2400 baud): 15 min at least
+        if since is not None and mono - since > max(900.0, hung_after(sched.link)):
+            return f"link {lid}: one read has been running for {mono - since:.0f} s"
         polls = sched.state.polls
         seen = self._progress.get(lid)
         if seen is None or seen[0] != polls:
@@ -333,6 +334,8 @@ class Readiness:
             self._journal_checked = time.monotonic()
         if self._journal_problem:
             problems.append(self._journal_problem)
+        elif self.gw.journal_error:
+            problems.append(f"journal {self.gw.journal.path}: {self.gw.journal_error}")
         return problems + self.links()
 
 
