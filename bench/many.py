@@ -41,10 +41,10 @@ POINTS = [
 ]
 
 
-def _profile(path: Path) -> Path:
+def _profile(path: Path, interval: str = "10s") -> Path:
     lines = ["name: bench-sdm630-30", "protocol: modbus", "source: Eastron SDM630 input registers (bench subset)",
              "defaults: {function: input, type: float32}", "max_registers: 80", "max_gap: 40", "groups:",
-             "  - interval: 10s", "    points:"]
+             f"  - interval: {interval}", "    points:"]
     lines += [f"      - {{obis: {o}, name: p_{o.replace('.', '_')}, register: {r}}}" for o, r in POINTS]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -110,7 +110,7 @@ def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warm
     ensure_binaries()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        profile = _profile(tmpdir / "bench-sdm630-30.yaml")
+        profile = _profile(tmpdir / "bench-sdm630-30.yaml", interval)
         broker = vm = None
         try:
             sink_cfg: dict[str, Any] = {}
@@ -131,8 +131,7 @@ def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warm
             try:
                 links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}
                          for i in range(meters)}
-                mcfg = {f"m{i:04d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile),
-                                      "points": [{"obis": o, "interval": interval} for o, _ in POINTS]}
+                mcfg = {f"m{i:04d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile)}
                         for i in range(meters)}
                 cfg = tmpdir / "gateway.yaml"
                 cfg.write_text(json.dumps({"gateway": {"id": "bench", "data_dir": str(tmpdir / "data")},

@@ -32,6 +32,7 @@ from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -441,7 +442,7 @@ def load_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigProblems([ConfigError("", f"{path}: cannot read: {exc}")]) from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)  # a SafeLoader, in C when libyaml is there
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
