@@ -30,8 +30,8 @@ PRODUCERS = 200  # meters polled concurrently
 TARGET_RATE = 40_000.0  # readings/s the producers offer, in total
 
 
-async def _produce(journal: Journal, meter: str, stop: asyncio.Event, offered: list[int]) -> None:
-    period = PRODUCERS * PER_BATCH / TARGET_RATE
+async def _produce(journal: Journal, meter: str, stop: asyncio.Event, offered: list[int], rate: float) -> None:
+    period = PRODUCERS * PER_BATCH / rate
     nxt = time.monotonic()
     i = 0
     while not stop.is_set():
@@ -48,7 +48,7 @@ async def _produce(journal: Journal, meter: str, stop: asyncio.Event, offered: l
             await asyncio.sleep(delay)
 
 
-async def _run(tmp: Path, broker: Mosquitto, vm: VictoriaMetrics, seconds: float) -> dict[str, float]:
+async def _run(tmp: Path, broker: Mosquitto, vm: VictoriaMetrics, seconds: float, rate: float) -> dict[str, float]:
     journal = Journal(tmp / "j", "bench").open()
     mqtt = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port), journal, "bench")
     influx = InfluxSink(InfluxConfig(url=vm.url, bucket="bench"), journal)
@@ -60,7 +60,7 @@ async def _run(tmp: Path, broker: Mosquitto, vm: VictoriaMetrics, seconds: float
     await asyncio.sleep(1.0)  # sinks connected
     d0 = (mqtt.counters.delivered_readings, influx.counters.delivered_readings)
     t0 = time.monotonic()
-    producers = [asyncio.create_task(_produce(journal, f"m{i:04d}", stop, offered)) for i in range(PRODUCERS)]
+    producers = [asyncio.create_task(_produce(journal, f"m{i:04d}", stop, offered, rate)) for i in range(PRODUCERS)]
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - t0
     delivered = (mqtt.counters.delivered_readings - d0[0], influx.counters.delivered_readings - d0[1])
@@ -78,7 +78,7 @@ async def _run(tmp: Path, broker: Mosquitto, vm: VictoriaMetrics, seconds: float
             "backlog_mqtt": backlog["mqtt"], "backlog_influxdb": backlog["influxdb"], "seconds": elapsed}
 
 
-def main(quick: bool = False) -> dict[str, float]:
+def main(quick: bool = False, rate: float = TARGET_RATE) -> dict[str, float]:
     seconds = 5.0 if quick else 60.0
     ensure_binaries()
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,12 +87,12 @@ def main(quick: bool = False) -> dict[str, float]:
         broker.start()
         vm.start()
         try:
-            r = asyncio.run(_run(Path(tmp), broker, vm, seconds))
+            r = asyncio.run(_run(Path(tmp), broker, vm, seconds, rate))
         finally:
             broker.close()
             vm.close()
     both = min(r["mqtt"], r["influxdb"])
-    print(f"pipeline, {PRODUCERS} producers offering {TARGET_RATE:,.0f} readings/s for {r['seconds']:.0f} s:")
+    print(f"pipeline, {PRODUCERS} producers offering {rate:,.0f} readings/s for {r['seconds']:.0f} s:")
     print(f"  journaled {r['journaled']:,.0f} readings/s; delivered to MQTT {r['mqtt']:,.0f}/s, to VictoriaMetrics "
           f"{r['influxdb']:,.0f}/s -> {both / GOAL:.2f} x the 20,000/s goal; backlog at the end: "
           f"{r['backlog_mqtt']} MQTT, {r['backlog_influxdb']} InfluxDB batches")
@@ -100,4 +100,10 @@ def main(quick: bool = False) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rate", type=float, default=TARGET_RATE, help="readings/s the producers offer")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    main(quick=a.quick, rate=a.rate)

@@ -173,4 +173,5 @@ class Channel(Generic[F]):
                 raise MeterTimeout(f"no reply within {timeout:g} s")
             self._event.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout=left)
+                async with asyncio.timeout(left):
+                    await self._event.wait()

@@ -142,8 +142,8 @@ class ModbusDriver:
             call = self._client.read_input_registers if fc == 4 else self._client.read_holding_registers
             try:
                 # pymodbus enforces the timeout itself; ours is a backstop for a wedged transport
-                rr = await asyncio.wait_for(call(block.address, count=block.count, device_id=int(meter.address)),
-                                            timeout=self.link.timeout * 2 + 1)
+                async with asyncio.timeout(self.link.timeout * 2 + 1):  # no extra task per transaction
+                    rr = await call(block.address, count=block.count, device_id=int(meter.address))
             except ConnectionException as exc:
                 await self.close()
                 raise LinkError(f"{self.link.describe()}: {exc}") from exc
