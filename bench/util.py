@@ -3,45 +3,32 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from types import TracebackType
+
+from tests import simproc
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class SimProcess:
-    """``meterlink simulate ...`` in its own process, so its work never shares the gateway's CPU or loop."""
+    """``meterlink simulate ...`` in its own process (so its work never shares the gateway's CPU or loop),
+    as a context manager around the test suite's :class:`tests.simproc.SimProcess`."""
 
     def __init__(self, *args: str) -> None:
         self.args = args
-        self.proc: subprocess.Popen[str] | None = None
+        self._sim: simproc.SimProcess | None = None
         self.where = ""
 
     def __enter__(self) -> SimProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", *self.args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        m = re.search(r" on (\S+)$", line.strip())
-        if not m:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self.proc.kill()
-            raise RuntimeError(f"simulator did not start: {line!r} {err}")
-        self.where = m.group(1)
+        self._sim = simproc.SimProcess(*self.args)
+        self.where = self._sim.where
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self._sim is not None:
+            self._sim.stop()
 
 
 def cpu_seconds(pid: int) -> float:

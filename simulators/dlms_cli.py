@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 
 from gateway.durations import parse_duration
@@ -99,7 +97,7 @@ async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late
     from simulators.dlms import make_meter
     from simulators.dlms_meter import SimClock
     from simulators.dlms_server import HdlcServer, WrapperServer
-    from simulators.serve import serve_tcp, tcp_port
+    from simulators.serve import serve_until_signal
 
     physicals: list[int | None] = [None] if args.no_physical else (args.physical or [17])
     meters = []
@@ -119,41 +117,17 @@ async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late
             return WrapperServer(meters[0], faults=faults, late_delay=late)
         return HdlcServer(meters, faults=faults, late_delay=late, max_info=args.max_info)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     addresses = ",".join(m.address for m in meters)
     mode = "push" if args.push else ("wrapper" if wrapper else "hdlc")
     what = f"dlms {mode} meter {addresses} (auth {args.auth}, {args.profile})"
-    if args.pty:
-        pty = PushPty(args.link) if args.push else PtyServer(factory, args.link)
-        pty.start()
-        print(f"serving {what} on {pty.path}", flush=True)
-        pusher = None
-        if args.push:
-            assert isinstance(pty, PushPty)
-            pusher = asyncio.create_task(pty.push_loop(meters[0], interval, cipher=args.push_cipher,
-                                                       gbt=args.push_gbt, max_info=args.max_info))
-        try:
-            await stop.wait()
-        finally:
-            if pusher is not None:
-                pusher.cancel()
-            pty.close()
-    else:
-        try:
-            server = await serve_tcp(factory, "127.0.0.1", args.tcp)
-        except OSError as exc:
-            print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp}: {exc.strerror}", file=sys.stderr)
-            return 1
-        print(f"serving {what} on 127.0.0.1:{tcp_port(server)}", flush=True)
-        async with server:
-            await stop.wait()
-            server.close()
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-    return 0
+
+    async def push(pty: PtyServer) -> None:
+        assert isinstance(pty, PushPty)
+        await pty.push_loop(meters[0], interval, cipher=args.push_cipher, gbt=args.push_gbt, max_info=args.max_info)
+
+    return await serve_until_signal(what, factory, pty=args.pty, link=args.link, tcp=args.tcp,
+                                    pty_server=PushPty(args.link) if args.pty and args.push else None,
+                                    with_pty=push if args.push else None)
 
 
 class _Silent:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import signal
 import sys
 
 from gateway.durations import parse_duration
@@ -58,32 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, meters: dict[str, Dlt645Meter], faults: FaultPlan, late: float) -> int:
-    from simulators.serve import PtyServer, serve_tcp, tcp_port
+    from simulators.serve import serve_until_signal
 
     def factory() -> Dlt645Handler:
         return Dlt645Handler(meters, faults=faults, late_delay=late, max_payload=args.max_payload,
                              wire_baud=args.wire_time)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    what = f"dlt645 meters {','.join(meters)}"
-    if args.pty:
-        pty = PtyServer(factory, args.link)
-        pty.start()
-        print(f"serving {what} on {pty.path}", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            pty.close()
-        return 0
-    try:
-        server = await serve_tcp(factory, "127.0.0.1", args.tcp)
-    except OSError as exc:
-        print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp}: {exc.strerror}", file=sys.stderr)
-        return 1
-    print(f"serving {what} on 127.0.0.1:{tcp_port(server)}", flush=True)
-    async with server:
-        await stop.wait()
-    return 0
+    return await serve_until_signal(f"dlt645 meters {','.join(meters)}", factory, pty=args.pty, link=args.link,
+                                    tcp=args.tcp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int], faults: FaultPlan,
                         late: float) -> int:
     from simulators.modbus import ModbusHandler, ModbusUnit
-    from simulators.serve import PtyServer, serve_tcp, tcp_port
+    from simulators.serve import serve_until_signal
 
     profile = load_profile(args.profile)
     forbidden = [(f.function, f.first, f.last) for f in profile.forbidden]
@@ -66,47 +65,35 @@ async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int]
     def factory() -> ModbusHandler:
         return ModbusHandler(served, framing=framing, faults=faults, late_delay=late, wire_baud=args.wire_time)
 
+    what = f"{args.profile} unit {','.join(map(str, units))} (modbus {framing})"
+    if args.tcp is not None and args.ports > 1:
+        return await _serve_many(args, what, points, units, forbidden, framing, faults, late)
+    return await serve_until_signal(what, factory, pty=args.pty, link=args.link, tcp=args.tcp)
+
+
+async def _serve_many(args: argparse.Namespace, what: str, points: list, units: list[int],
+                      forbidden: list[tuple[str, int, int]], framing: str, faults: FaultPlan, late: float) -> int:
+    """Many meters for benchmarks: one model per port, ports PORT..PORT+N-1."""
+    from simulators.modbus import ModbusHandler, ModbusUnit
+    from simulators.serve import serve_tcp
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    what = f"{args.profile} unit {','.join(map(str, units))} (modbus {framing})"
-    if args.pty:
-        pty = PtyServer(factory, args.link)
-        pty.start()
-        print(f"serving {what} on {pty.path}", flush=True)
+    servers = []
+    for i in range(args.ports):
+        per_port = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + 1000 * i + u, frozen=args.freeze), forbidden)
+                    for u in units}
         try:
-            await stop.wait()
-        finally:
-            pty.close()
-    elif args.ports > 1:
-        # many meters for benchmarks: one model per port, ports PORT..PORT+N-1
-        servers = []
-        for i in range(args.ports):
-            per_port = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + 1000 * i + u, frozen=args.freeze),
-                                      forbidden) for u in units}
-            try:
-                servers.append(await serve_tcp(
-                    lambda units=per_port: ModbusHandler(units, framing=framing, faults=faults, late_delay=late),
-                    "127.0.0.1", args.tcp + i))
-            except OSError as exc:
-                print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp + i}: {exc.strerror}",
-                      file=sys.stderr)
-                return 1
-        print(f"serving {what} on 127.0.0.1:{args.tcp}-{args.tcp + args.ports - 1}", flush=True)
-        await stop.wait()
-        for srv in servers:
-            srv.close()
-    else:
-        try:
-            server = await serve_tcp(factory, "127.0.0.1", args.tcp)
+            servers.append(await serve_tcp(
+                lambda units=per_port: ModbusHandler(units, framing=framing, faults=faults, late_delay=late),
+                "127.0.0.1", args.tcp + i))
         except OSError as exc:
-            print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp}: {exc.strerror}", file=sys.stderr)
+            print(f"meterlink simulate: cannot listen on 127.0.0.1:{args.tcp + i}: {exc.strerror}", file=sys.stderr)
             return 1
-        print(f"serving {what} on 127.0.0.1:{tcp_port(server)}", flush=True)
-        async with server:
-            await stop.wait()
-            server.close()
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
+    print(f"serving {what} on 127.0.0.1:{args.tcp}-{args.tcp + args.ports - 1}", flush=True)
+    await stop.wait()
+    for srv in servers:
+        srv.close()
     return 0

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sys
 import termios
 import tty
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -141,3 +143,40 @@ async def serve_tcp(factory: HandlerFactory, host: str = "127.0.0.1", port: int 
 
 def tcp_port(server: asyncio.Server) -> int:
     return int(server.sockets[0].getsockname()[1])
+
+
+async def serve_until_signal(what: str, factory: HandlerFactory, *, pty: bool, link: str | None = None,
+                             tcp: int | None = None, pty_server: PtyServer | None = None,
+                             with_pty: Callable[[PtyServer], Awaitable[None]] | None = None) -> int:
+    """Serve on a new pty (printing its path) or on 127.0.0.1:``tcp`` until SIGTERM/SIGINT; the exit code.
+
+    ``pty_server`` replaces the default :class:`PtyServer`; ``with_pty`` runs beside it (a push loop).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if pty:
+        srv = pty_server or PtyServer(factory, link)
+        srv.start()
+        print(f"serving {what} on {srv.path}", flush=True)
+        extra = asyncio.create_task(with_pty(srv)) if with_pty else None
+        try:
+            await stop.wait()
+        finally:
+            if extra is not None:
+                extra.cancel()
+            srv.close()
+        return 0
+    try:
+        server = await serve_tcp(factory, "127.0.0.1", tcp or 0)
+    except OSError as exc:
+        print(f"meterlink simulate: cannot listen on 127.0.0.1:{tcp}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"serving {what} on 127.0.0.1:{tcp_port(server)}", flush=True)
+    async with server:
+        await stop.wait()
+        server.close()
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
+    return 0
