@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean venv services
+.PHONY: demo test lint bench bench-peers fuzz clean venv services
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -35,9 +35,13 @@ lint: $(STAMP)
 bench: $(STAMP) services
 	$(PY) -m bench
 
+# thingsboard-gateway side by side with Meterlink on the load of ../shared/BENCHMARKS.md (installs it in .bench-peers)
+bench-peers: $(STAMP) services
+	$(PY) -m bench.peers
+
 # a long fuzzing run of the codecs (1,000,000 inputs each; FUZZ_ARGS="--inputs 10000000" for more)
 fuzz: $(STAMP)
 	$(PY) -m bench.fuzz $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .bench-peers data .pytest_cache .ruff_cache .hypothesis

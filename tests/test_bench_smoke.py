@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bus, crowded, drain, many, pipeline
+from bench import bus, crowded, drain, many, peers, pipeline
 
 
 def test_backlog_drain_smoke() -> None:
@@ -37,3 +37,11 @@ def test_pipeline_smoke() -> None:
 def test_many_meters_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     r = many.scenario("smoke", 20, "1s", ("mqtt",), warmup=2, window=3)
     assert r["readings"] > 0 and r["tx_per_poll"] == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_peer_thingsboard_smoke() -> None:
+    """thingsboard-gateway (installed into .bench-peers on first use) really delivers the peer load."""
+    r = peers.thingsboard(warmup=20, window=5)
+    assert r["readings"] > 0, "thingsboard-gateway delivered nothing: its session-limits answer or ACL broke"
+    assert r["cpu_ms_per_1000"] > 0
