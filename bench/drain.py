@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from bench.util import broker_and_database
 from gateway.config import InfluxConfig, MqttConfig
 from gateway.journal import Journal
 from gateway.reading import Reading
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.mqtt import MqttSink
-from tests.services import Mosquitto, VictoriaMetrics, ensure_binaries
 
 GOAL = 50_000.0
 PER_MESSAGE = 30
@@ -63,34 +63,25 @@ async def drain(sink: MqttSink | InfluxSink, journal: Journal) -> float:
 
 def main(quick: bool = False, readings: int | None = None) -> dict[str, float]:
     n = readings or (10_000 if quick else 100_000)
-    ensure_binaries()
     results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Mosquitto(Path(tmp) / "mq")
-        vm = VictoriaMetrics(Path(tmp) / "vm")
-        broker.start()
-        vm.start()
-        try:
-            for name in ("mqtt", "influxdb"):
-                journal = Journal(Path(tmp) / f"j-{name}", "bench").open()
-                fill(journal, n)
-                sink: MqttSink | InfluxSink
-                if name == "mqtt":
-                    sink = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port), journal, "bench")
-                else:
-                    sink = InfluxSink(InfluxConfig(url=vm.url, bucket="b"), journal)
-                journal.sink_names = [name]
-                elapsed = asyncio.run(drain(sink, journal))
-                rate = n / elapsed
-                results[name] = rate
-                print(f"backlog drain {name:9s}: {n:,} readings in {elapsed:6.2f} s = {rate:9,.0f} readings/s "
-                      f"({rate / GOAL:.2f} x the 50,000/s goal)")
-                if hasattr(sink, "close"):
-                    sink.close()
-                journal.close()
-        finally:
-            broker.close()
-            vm.close()
+    with tempfile.TemporaryDirectory() as tmp, broker_and_database(Path(tmp)) as (broker, vm):
+        for name in ("mqtt", "influxdb"):
+            journal = Journal(Path(tmp) / f"j-{name}", "bench").open()
+            fill(journal, n)
+            sink: MqttSink | InfluxSink
+            if name == "mqtt":
+                sink = MqttSink(MqttConfig(host="127.0.0.1", port=broker.port), journal, "bench")
+            else:
+                sink = InfluxSink(InfluxConfig(url=vm.url, bucket="b"), journal)
+            journal.sink_names = [name]
+            elapsed = asyncio.run(drain(sink, journal))
+            rate = n / elapsed
+            results[name] = rate
+            print(f"backlog drain {name:9s}: {n:,} readings in {elapsed:6.2f} s = {rate:9,.0f} readings/s "
+                  f"({rate / GOAL:.2f} x the 50,000/s goal)")
+            if isinstance(sink, InfluxSink):
+                sink.close()
+            journal.close()
     return results
 
 

@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from bench.util import broker_and_database
 from gateway.config import InfluxConfig, MqttConfig
 from gateway.journal import Journal
 from gateway.reading import Reading
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.mqtt import MqttSink
-from tests.services import Mosquitto, VictoriaMetrics, ensure_binaries
+from tests.services import Mosquitto, VictoriaMetrics
 
 GOAL = 20_000.0
 PER_BATCH = 30
@@ -80,17 +81,8 @@ async def _run(tmp: Path, broker: Mosquitto, vm: VictoriaMetrics, seconds: float
 
 def main(quick: bool = False, rate: float = TARGET_RATE) -> dict[str, float]:
     seconds = 5.0 if quick else 60.0
-    ensure_binaries()
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Mosquitto(Path(tmp) / "mq")
-        vm = VictoriaMetrics(Path(tmp) / "vm")
-        broker.start()
-        vm.start()
-        try:
-            r = asyncio.run(_run(Path(tmp), broker, vm, seconds, rate))
-        finally:
-            broker.close()
-            vm.close()
+    with tempfile.TemporaryDirectory() as tmp, broker_and_database(Path(tmp)) as (broker, vm):
+        r = asyncio.run(_run(Path(tmp), broker, vm, seconds, rate))
     both = min(r["mqtt"], r["influxdb"])
     print(f"pipeline, {PRODUCERS} producers offering {rate:,.0f} readings/s for {r['seconds']:.0f} s:")
     print(f"  journaled {r['journaled']:,.0f} readings/s; delivered to MQTT {r['mqtt']:,.0f}/s, to VictoriaMetrics "

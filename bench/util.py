@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from tests import simproc
+from tests.services import Mosquitto, VictoriaMetrics, ensure_binaries
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +52,18 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextmanager
+def broker_and_database(base: Path) -> Iterator[tuple[Mosquitto, VictoriaMetrics]]:
+    """A private Mosquitto and VictoriaMetrics for one benchmark, stopped whatever happens."""
+    ensure_binaries()
+    broker = Mosquitto(base / "mq")
+    vm = VictoriaMetrics(base / "vm")
+    broker.start()
+    try:
+        vm.start()
+        yield broker, vm
+    finally:
+        broker.close()
+        vm.close()

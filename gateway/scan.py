@@ -51,11 +51,8 @@ async def scan_link(cfg: Config, link_id: str, id_range: str | None, addresses_f
                 found.append((uid, f"garbled answer: {exc}"))
     finally:
         await driver.close()
-    for uid, how in found:
-        print(f"  m-{link_id}-{uid}:   # {how}\n    link: {link_id}\n    protocol: modbus\n    address: {uid}\n"
-              f"    profile: eastron-sdm630   # set the profile of this meter model")
-    print(f"# {len(found)} meter(s) found", file=sys.stderr)
-    return 0 if found else 1
+    return _report(link_id, "modbus", [(f"m-{link_id}-{uid}", str(uid), how) for uid, how in found],
+                   "eastron-sdm630   # set the profile of this meter model")
 
 
 def _dlt645_candidates(id_range: str | None, addresses_file: str | None) -> list[str]:
@@ -119,8 +116,14 @@ async def scan_dlt645(cfg: Config, link_id: str, id_range: str | None, addresses
                     found.append((address, f"garbled answer: {exc}"))
     finally:
         await driver.close()
-    for address, how in found:
-        print(f"  m-{address}:   # {how}\n    link: {link_id}\n    protocol: dlt645\n    address: \"{address}\"\n"
-              f"    profile: dlt645-generic-3phase   # or dlt645-generic-1phase")
+    return _report(link_id, "dlt645", [(f"m-{a}", f'"{a}"', how) for a, how in found],
+                   "dlt645-generic-3phase   # or dlt645-generic-1phase")
+
+
+def _report(link_id: str, protocol: str, found: list[tuple[str, str, str]], profile: str) -> int:
+    """The meters found, as configuration snippets (id, address as YAML, how it answered); exit code."""
+    for meter_id, address, how in found:
+        print(f"  {meter_id}:   # {how}\n    link: {link_id}\n    protocol: {protocol}\n    address: {address}\n"
+              f"    profile: {profile}")
     print(f"# {len(found)} meter(s) found", file=sys.stderr)
     return 0 if found else 1

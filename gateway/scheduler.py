@@ -196,32 +196,23 @@ class LinkScheduler:
 
     async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
         """One batch through the driver, holding the link; used by the poll loop and on-demand reads."""
-        async with self._lock:
-            t0 = time.monotonic()
-            self.state.busy_since = t0
+        async def timed(driver: Driver) -> list[PointResult]:
+            t0 = time.monotonic()  # once the link is ours: waiting for it is not the meter's latency
             try:
-                if not self.state.open:
-                    await self.driver.open()
-                    self.state.open = True
-                return await self.driver.read(meter, points)
-            except LinkError:
-                self.state.open = False
-                with contextlib.suppress(Exception):
-                    await self.driver.close()
-                raise
+                return await driver.read(meter, points)
             finally:
-                self.state.busy_since = None
-                elapsed = time.monotonic() - t0
-                self.state.busy += elapsed
                 self.state.polls += 1
                 ms = self.meters.get(meter.id)
                 if ms is not None:
-                    ms.last_latency = elapsed
+                    ms.last_latency = time.monotonic() - t0
+
+        return await self.with_driver(timed)
 
     async def with_driver(self, action: Callable[[Driver], Awaitable[T]]) -> T:
-        """Run ``action`` on the open driver between polls (time sync, scans): the link stays one transaction at a time."""
+        """Run ``action`` on the open driver, holding the link (polls, time sync): one transaction at a time."""
         async with self._lock:
             t0 = time.monotonic()
+            self.state.busy_since = t0
             try:
                 if not self.state.open:
                     await self.driver.open()
@@ -233,6 +224,7 @@ class LinkScheduler:
                     await self.driver.close()
                 raise
             finally:
+                self.state.busy_since = None
                 self.state.busy += time.monotonic() - t0
 
     def _ok(self, ms: MeterState, ts: datetime, invalid: list[Reading]) -> None:

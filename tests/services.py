@@ -47,7 +47,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -713,14 +713,15 @@ def _revive_session_services(request: pytest.FixtureRequest) -> None:
             _revive_or_fail(service)
 
 
-@pytest.fixture
-def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
-    """``make(**Mosquitto kwargs) -> started Mosquitto``; every broker made is closed after the test."""
-    ensure_binaries()
-    made: list[Mosquitto] = []
+S = TypeVar("S", bound=_Service)
 
-    def make(**kwargs: Any) -> Mosquitto:
-        service = Mosquitto(tmp_path / f"mosquitto-{len(made)}", **kwargs)
+
+def _factory(make_service: Callable[[Path], S], tmp_path: Path, stem: str) -> Iterator[Callable[..., S]]:
+    ensure_binaries()
+    made: list[S] = []
+
+    def make(**kwargs: Any) -> S:
+        service = make_service(tmp_path / f"{stem}-{len(made)}", **kwargs)  # type: ignore[call-arg]
         made.append(service)
         _start_or_fail(service)
         return service
@@ -728,23 +729,18 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     yield make
     for service in made:
         service.close()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """``make(**Mosquitto kwargs) -> started Mosquitto``; every broker made is closed after the test."""
+    yield from _factory(Mosquitto, tmp_path, "mosquitto")
 
 
 @pytest.fixture
 def victoria_metrics_factory(tmp_path: Path) -> Iterator[Callable[..., VictoriaMetrics]]:
     """``make(**VictoriaMetrics kwargs) -> started instance``; all are closed after the test."""
-    ensure_binaries()
-    made: list[VictoriaMetrics] = []
-
-    def make(**kwargs: Any) -> VictoriaMetrics:
-        service = VictoriaMetrics(tmp_path / f"victoria-metrics-{len(made)}", **kwargs)
-        made.append(service)
-        _start_or_fail(service)
-        return service
-
-    yield make
-    for service in made:
-        service.close()
+    yield from _factory(VictoriaMetrics, tmp_path, "victoria-metrics")
 
 
 @pytest.fixture

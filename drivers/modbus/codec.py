@@ -239,14 +239,7 @@ def decode_value(words: Sequence[int], type_: str, word_order: str = "big", scal
     """Exact decimal value of a register group: floats by shortest round-trip, integers times ``scale``."""
     if len(words) != WORDS[type_]:
         raise FrameError(f"{type_} needs {WORDS[type_]} registers, got {len(words)}")
-    (raw,) = struct.unpack(_STRUCT[type_], words_to_bytes(words, word_order))
-    if type_ == "float32" or type_ == "float64":
-        if not math.isfinite(raw):
-            raise ImpossibleValue(f"{type_} register holds {raw}")
-        value = float32_decimal(raw) if type_ == "float32" else float64_decimal(raw)
-    else:
-        value = Decimal(raw)
-    return value if scale == 1 else value * scale
+    return decode_at(registers_to_bytes(words), 0, type_, word_order, scale)
 
 
 def registers_to_bytes(words: Sequence[int]) -> bytes:
@@ -255,7 +248,7 @@ def registers_to_bytes(words: Sequence[int]) -> bytes:
 
 
 def decode_at(raw: bytes, offset: int, type_: str, word_order: str = "big", scale: Decimal = Decimal(1)) -> Decimal:
-    """:func:`decode_value` of the point starting ``offset`` registers into a block's bytes."""
+    """The value of the point starting ``offset`` registers into a block's bytes (see :func:`decode_value`)."""
     n = WORDS[type_]
     chunk = raw[2 * offset:2 * (offset + n)]
     if len(chunk) != 2 * n:
