@@ -92,12 +92,16 @@ def _child(config_path: str, warmup: float, window: float, out: str) -> None:
         cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
         lateness = [x for s in gw.schedulers.values() for x in s.state.lateness]
         transactions = sum(s.driver.counters.transactions for s in gw.schedulers.values())
+        retries = sum(s.driver.counters.timeouts + s.driver.counters.frame_errors for s in gw.schedulers.values())
+        planned = [len(s.driver.plan(ms.meter, ms.meter.points)) for s in gw.schedulers.values()  # type: ignore[attr-defined]
+                   for ms in s.meters.values()]
         polls = sum(s.state.polls for s in gw.schedulers.values())
         backlog = {sink.name: gw.journal.backlog(sink.name) for sink in gw.sinks}
         errors = sum(s.state.errors for s in gw.schedulers.values())
         await gw.stop()
         return {"cpu_s": cpu, "wall_s": wall, "readings": counted["readings"], "batches": counted["batches"],
                 "lateness": lateness, "transactions": transactions, "polls": polls, "backlog": backlog,
+                "failed_tries": retries, "planned_per_cycle": sum(planned) / max(1, len(planned)),
                 "errors": errors, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     Path(out).write_text(json.dumps(asyncio.run(run())))
@@ -159,7 +163,8 @@ def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warm
 def report(r: dict[str, Any]) -> None:
     print(f"  {r['name']}: {r['meters']} meters, {r['readings'] / r['wall_s']:,.0f} readings/s for {r['wall_s']:.0f} s; "
           f"CPU {r['cpu_share'] * 100:.1f} % of one core = {r['cpu_ms_per_1000']:.1f} CPU-ms per 1,000 readings; "
-          f"peak RSS {r['rss_mb']:.0f} MB; {r['tx_per_poll']:.2f} requests per meter per cycle; "
+          f"peak RSS {r['rss_mb']:.0f} MB; {r['planned_per_cycle']:.0f} requests per meter per cycle planned, "
+          f"{r['tx_per_poll']:.2f} sent ({r['failed_tries']} tries timed out or garbled); "
           f"lateness p50 {r['lateness_p50'] * 1000:.0f} ms, p99 {r['lateness_p99'] * 1000:.0f} ms; "
           f"errors {r['errors']}; sink backlog at the end {r['backlog']}")
 

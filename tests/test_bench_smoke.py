@@ -36,7 +36,9 @@ def test_pipeline_smoke() -> None:
 @pytest.mark.slow
 def test_many_meters_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     r = many.scenario("smoke", 20, "1s", ("mqtt",), warmup=2, window=3)
-    assert r["readings"] > 0 and r["tx_per_poll"] == pytest.approx(2.0)
+    # two block reads per meter and cycle; a retry after a timeout on a loaded CI machine only adds
+    assert r["readings"] > 0 and r["planned_per_cycle"] == pytest.approx(2.0)
+    assert r["tx_per_poll"] >= 2.0 and r["transactions"] - r["failed_tries"] <= 2 * r["polls"]
 
 
 @pytest.mark.slow
