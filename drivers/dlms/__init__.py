@@ -6,19 +6,14 @@ Modules: ``hdlc`` and ``wrapper`` (frames), ``axdr`` (values, date-time),
 ``push`` (the push listener), ``checks`` (configuration), ``units`` and
 ``address``.
 
-dlms-cosem logs through structlog, which prints every event to stdout when
-nobody configured it; stdout carries ``meterlink read --format json``, and an
-AARQ event would carry an LLS password.  Unless the process configured
-structlog itself, only its warnings reach stderr.
+dlms-cosem is pinned at 21.3.2, its last MIT release (24.x and later are BSL 1.1,
+which a vendor cannot ship).  It logs through the standard ``logging`` module
+under ``dlms_cosem``; an AARQ event there could carry an LLS password, so only
+its warnings are let through.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 
-import structlog
-
-if not structlog.is_configured():
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-                        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+logging.getLogger("dlms_cosem").setLevel(logging.WARNING)
