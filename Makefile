@@ -4,9 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-peers fuzz clean venv services
+INSTALLED := .venv-installed
 
-$(STAMP): pyproject.toml
+.PHONY: demo test lint bench bench-peers fuzz clean venv services wheel installed
+
+$(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "meterlink needs Python >= 3.11 ($(PYTHON) is $$($(PYTHON) -V 2>&1))"; exit 1; }
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -25,9 +27,24 @@ demo: $(STAMP)
 services:
 	@bash scripts/install-test-services.sh
 
-test: $(STAMP) services
+# The artefact users install: the wheel is built and checked, then installed non-editable into a
+# fresh venv exactly as the README's "Install on an edge box" does (`pip install .`); the
+# end-to-end tests run that venv's `meterlink` (METERLINK_VENV, tests/simproc.py).
+wheel: $(STAMP)
+	rm -rf dist build
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	$(VENV)/bin/check-wheel-contents dist/
+
+installed: wheel
+	rm -rf $(INSTALLED)
+	$(PYTHON) -m venv $(INSTALLED)
+	$(INSTALLED)/bin/pip install -q .
+	rm -rf build
+
+test: $(STAMP) services installed
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(VENV)/bin/deptry .
+	METERLINK_VENV=$(CURDIR)/$(INSTALLED) $(PY) -m pytest -q -p randomly
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -44,4 +61,4 @@ fuzz: $(STAMP)
 	$(PY) -m bench.fuzz $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) .bench-peers data .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(INSTALLED) dist build .bench-peers data .pytest_cache .ruff_cache .hypothesis

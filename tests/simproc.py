@@ -14,12 +14,23 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test` installs the built wheel, non-editable, into a venv of its own and names it here, so
+# every end-to-end test runs the `meterlink` command a user installs, not this source tree.
+INSTALLED_VENV = os.environ.get("METERLINK_VENV")
+
+
+def meterlink_cmd() -> list[str]:
+    """The `meterlink` command under test: the installed wheel's (make test), else this source tree's."""
+    if INSTALLED_VENV:
+        return [str(Path(INSTALLED_VENV) / "bin" / "meterlink")]
+    return [sys.executable, "-m", "gateway.cli"]
+
 
 class SimProcess:
     """``meterlink simulate ...`` running; ``where`` is the pty path or ``host:port`` it printed."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", *args],
+        self.proc = subprocess.Popen([*meterlink_cmd(), "simulate", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -50,7 +61,7 @@ def write_config(path: Path, raw: dict[str, object]) -> Path:
 
 
 def meterlink(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([*meterlink_cmd(), *args], capture_output=True, text=True, cwd=REPO,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

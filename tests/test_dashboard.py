@@ -17,7 +17,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.services import free_port
-from tests.simproc import REPO, wait_for, write_config
+from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 DASHBOARD = REPO / "config" / "grafana" / "meterlink.json"
 METER_DS, METRICS_DS = "${meters}", "${metrics}"
@@ -93,7 +92,7 @@ def test_dashboard_queries_return_data_from_what_meterlink_writes(simulate, vict
                   "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "prefix": f"dash-{gw_id}"}},
         "http": {"host": "127.0.0.1", "port": http},
     })
-    gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO,
+    gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         energy = f'meter_value{{gateway="{gw_id}", obis="1.0.1.8.0.255"}}'

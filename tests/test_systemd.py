@@ -17,7 +17,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from gateway.config import load_config
 from gateway.sdnotify import Notifier, watchdog_interval
 from gateway.service import warn_readable_secrets
 from tests.integration.test_scheduler import POINTS
-from tests.simproc import REPO, write_config
+from tests.simproc import REPO, meterlink_cmd, write_config
 
 UNIT = REPO / "systemd" / "meterlink.service"
 SYSTEM_UNITS = next((p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()), None)
@@ -181,7 +180,7 @@ def test_sdnotify_run_ready_watchdog_stopping_and_sigterm_exit_0(simulate, tmp_p
     sim = simulate("modbus", "--profile", "eastron-sdm120", "--unit", "1", "--tcp", "0")
     cfg = _config(tmp_path, sim.port)
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
-    gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO, env=env,
+    gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     messages: list[tuple[float, bytes]] = []
     try:
@@ -221,7 +220,7 @@ def test_sdnotify_bad_config_exits_2_without_ready(tmp_path: Path, notify_socket
     sock, path = notify_socket
     cfg = write_config(tmp_path / "g.yaml", {"links": {}, "meters": {"m1": {"link": "nowhere", "protocol": "modbus",
                                                                             "address": 1}}})
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO, capture_output=True,
+    r = subprocess.run([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO, capture_output=True,
                        text=True, timeout=60, env={**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     assert r.returncode == 2 and "meters.m1.link" in r.stderr, r.stderr
     sock.settimeout(0.2)

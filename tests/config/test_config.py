@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from gateway.config import ConfigProblems, load_config, parse_config
 from gateway.profiles import builtin_names, load_profile, profile_points
+from tests.simproc import meterlink_cmd
 
 CASES = sorted(p for p in (Path(__file__).parent / "cases").iterdir() if p.is_dir())
 REPO = Path(__file__).resolve().parents[2]
@@ -38,15 +38,15 @@ def test_at_least_ten_distinct_key_paths() -> None:
 
 def test_check_cli_exit_codes(tmp_path: Path) -> None:
     bad = CASES[0] / "gateway.yaml"
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", str(bad)], capture_output=True,
+    r = subprocess.run([*meterlink_cmd(), "check", "-c", str(bad)], capture_output=True,
                        text=True, cwd=REPO)
     assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
     assert len(r.stderr.splitlines()) == len((CASES[0] / "expected.err").read_text().splitlines())
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", str(REPO / "config/example.yaml")],
+    r = subprocess.run([*meterlink_cmd(), "check", "-c", str(REPO / "config/example.yaml")],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "4 meters" in r.stdout and "reads per hour" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", str(tmp_path / "nope.yaml")],
+    r = subprocess.run([*meterlink_cmd(), "check", "-c", str(tmp_path / "nope.yaml")],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.splitlines()) == 1
 
@@ -108,7 +108,7 @@ def test_secrets_never_in_check_output(tmp_path: Path) -> None:
     f.write_text("links: {t: {type: tcp, host: 127.0.0.1, port: 502}}\n"
                  "meters: {m: {link: t, protocol: modbus, address: 1, profile: eastron-sdm120}}\n"
                  "sinks: {mqtt: {username: u, password: hunter2-secret}, influxdb: {url: 'ftp://x', token: tok-secret}}\n")
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", str(f)], capture_output=True, text=True,
+    r = subprocess.run([*meterlink_cmd(), "check", "-c", str(f)], capture_output=True, text=True,
                        cwd=REPO, env={**os.environ})
     assert r.returncode == 2
     assert "hunter2" not in r.stderr + r.stdout and "tok-secret" not in r.stderr + r.stdout

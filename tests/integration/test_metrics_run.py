@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_scheduler import POINTS
 from tests.services import free_port
-from tests.simproc import REPO, meterlink, wait_for, write_config
+from tests.simproc import REPO, meterlink, meterlink_cmd, wait_for, write_config
 
 
 def run_in_pty(args: list[str], seconds: float, rows: int, cols: int) -> tuple[int, str]:
@@ -102,7 +102,7 @@ def test_run_with_metrics_scraped_over_http(simulate, tmp_path: Path) -> None:
         "http": {"host": "127.0.0.1", "port": port},
     })
     base = f"http://127.0.0.1:{port}"
-    gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO,
+    gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: _get(base + "/healthz")[0] == 200, timeout=15), "http listener did not come up"
@@ -145,7 +145,7 @@ def test_run_with_metrics_scraped_over_http(simulate, tmp_path: Path) -> None:
         assert narrow.returncode == 0, narrow.stderr
         assert all(len(line) <= 40 for line in narrow.stdout.splitlines()), narrow.stdout
         assert "silent" in narrow.stdout and "offline" in narrow.stdout
-        rc_live, screen = run_in_pty([sys.executable, "-m", "gateway.cli", "top", "-c", str(cfg), "--interval", "0.5"],
+        rc_live, screen = run_in_pty([*meterlink_cmd(), "top", "-c", str(cfg), "--interval", "0.5"],
                                      seconds=2.5, rows=20, cols=72)
         assert rc_live == 0 and "gateway gw-metrics" in screen and "Traceback" not in screen, screen
     finally:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_scheduler import POINTS
-from tests.simproc import REPO, wait_for, write_config
+from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 
 def _rows(db: Path) -> dict[tuple[str, int], str]:
@@ -28,7 +27,7 @@ def _rows(db: Path) -> dict[tuple[str, int], str]:
 
 
 def _start(cfg: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO,
+    return subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

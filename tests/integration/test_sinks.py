@@ -11,7 +11,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -27,7 +26,7 @@ from gateway.profiles import profile_points
 from gateway.runtime import Gateway
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
-from tests.simproc import REPO, wait_for, write_config
+from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 # the simulator's SDM120 registers that POINTS read
 EXPECTED_OBIS = {p["obis"] for p in POINTS}
@@ -256,7 +255,7 @@ def test_database_outage_loses_no_reading(simulate, victoria_metrics_factory, tm
 
 
 def _gateway_proc(cfg: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO,
+    return subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

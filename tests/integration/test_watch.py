@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from decimal import Decimal
@@ -28,7 +27,7 @@ from rich.console import Console
 from gateway.journal import Journal
 from gateway.reading import format_ts
 from gateway.watch import Monitor, parse_broker, render
-from tests.simproc import REPO, write_config
+from tests.simproc import REPO, meterlink_cmd, write_config
 
 P = "fleet"
 
@@ -150,7 +149,7 @@ def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_
         (f"{prefix}/gw-quiet/status", b'{"online": true, "ts": "2030-01-01T00:00:00.000Z", "version": "0.1.0"}', True),
     ]))
     out_csv = tmp_path / "seen.csv"
-    watch = subprocess.Popen([sys.executable, "-m", "gateway.cli", "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
+    watch = subprocess.Popen([*meterlink_cmd(), "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
                               "--prefix", prefix, "--csv", str(out_csv), "--seconds", "7"], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "COLUMNS": "200"})
@@ -174,7 +173,7 @@ def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_
                                "points": fast}},
             "sinks": {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "prefix": prefix}},
         })
-        gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO,
+        gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         out, err = watch.communicate(timeout=30)
     finally:
@@ -213,16 +212,16 @@ def test_watch_live_on_a_small_terminal(mosquitto) -> None:
 
     prefix = f"live-{uuid.uuid4().hex[:8]}"
     asyncio.run(_publish(mosquitto.port, [(f"{prefix}/gw-a/status", b'{"online": false}', True)]))
-    rc, screen = run_in_pty([sys.executable, "-m", "gateway.cli", "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
+    rc, screen = run_in_pty([*meterlink_cmd(), "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
                              "--prefix", prefix], seconds=2.5, rows=10, cols=40)
     assert rc == 0 and "gw-a" in screen and "offline" in screen and "Traceback" not in screen, screen
 
 
 def test_watch_unreachable_broker_is_one_line(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "watch", "--mqtt", "127.0.0.1:1", "--seconds", "1.5"],
+    r = subprocess.run([*meterlink_cmd(), "watch", "--mqtt", "127.0.0.1:1", "--seconds", "1.5"],
                        cwd=REPO, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stderr.strip().startswith("meterlink watch: no connection to 127.0.0.1:1")
     assert "Traceback" not in r.stderr
-    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "watch", "--mqtt", "h", "--prefix", "a/#"],
+    bad = subprocess.run([*meterlink_cmd(), "watch", "--mqtt", "h", "--prefix", "a/#"],
                          cwd=REPO, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--prefix" in bad.stderr
