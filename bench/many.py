@@ -43,7 +43,7 @@ POINTS = [
 
 def _profile(path: Path, interval: str = "10s") -> Path:
     lines = ["name: bench-sdm630-30", "protocol: modbus", "source: Eastron SDM630 input registers (bench subset)",
-             "defaults: {function: input, type: float32}", "max_registers: 80", "max_gap: 40", "groups:",
+             "defaults: {function: input, type: float32}", "groups:",  # as a user writes it: no max_gap, no limits
              f"  - interval: {interval}", "    points:"]
     lines += [f"      - {{obis: {o}, name: p_{o.replace('.', '_')}, register: {r}}}" for o, r in POINTS]
     path.write_text("\n".join(lines) + "\n")
