@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--max-pdu", type=int, default=512, help="the meter's maximum APDU size (block transfer above)")
     m.add_argument("--max-info", type=int, default=128, help="HDLC maximum information field length")
     m.add_argument("--no-with-list", action="store_true", help="the meter does not offer GET-with-list")
+    m.add_argument("--no-general-protection", action="store_true",
+                   help="the meter does not grant general-protection: ciphered requests must be glo-get/glo-action")
     m.add_argument("--drop-after", type=int, metavar="N", help="drop the association after N GET requests")
     m.add_argument("--missing", action="append", default=[], metavar="OBIS", help="an object the meter lacks")
     m.add_argument("--fault", action="append", default=[], metavar="KIND[:P][@ADDRESS]",
@@ -109,7 +111,8 @@ async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late
             authentication_key=keys["auth_key"], system_title=title, logical=args.logical, physical=physical,
             serial=args.serial if n == 0 else str(int(args.serial) + n) if args.serial.isdigit() else args.serial,
             utc_offset=args.utc_offset, days=args.days, max_pdu=args.max_pdu, with_list=not args.no_with_list,
-            drop_after=args.drop_after, missing=frozenset(args.missing)))
+            drop_after=args.drop_after, missing=frozenset(args.missing),
+            general_protection=not args.no_general_protection))
     wrapper = args.wrapper or (args.tcp is not None and not args.hdlc)
 
     def factory() -> HdlcServer | WrapperServer:

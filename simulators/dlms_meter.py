@@ -119,6 +119,9 @@ class SimMeter:
     max_pdu: int = 512
     with_list: bool = True
     drop_after: int | None = None              # drop the association after this many GET requests
+    general_protection: bool = True            # grant general-glo-ciphering; False: glo-get/glo-action only
+    clock_status: int = 0                      # clock_status byte of every date-time (0x01 invalid, 0x02 doubtful)
+    compact_buffer: bool = False               # profile buffers as compact-array (tag 19) instead of array
     objects: dict[str, SimObject] = field(default_factory=dict)
     last_client_ic: dict[int, int] = field(default_factory=dict)
     server_ic: int = 0x100
@@ -175,7 +178,9 @@ class SimMeter:
         return datetime.fromtimestamp(self.clock.now() if t is None else t, UTC)
 
     def clock_data(self, t: float | None = None) -> Data:
-        return axdr.datetime_data(self.meter_datetime(t), deviation=-self.utc_offset)
+        when = axdr.CosemDateTime.from_datetime(self.meter_datetime(t), deviation=-self.utc_offset,
+                                                status=self.clock_status)
+        return axdr.octets(when.to_bytes())
 
     def energy_wh(self, kind: str, t: float) -> int:
         """Deterministic cumulative energy at meter time ``t`` (never falls): the profiles' history."""
@@ -198,7 +203,7 @@ class SimMeter:
             return axdr.octets(obis_bytes(obis))
         if obj.kind == "register":
             value, su = self.register(obis)
-            if attribute == 2:
+            if attribute == 2 or (attribute == 3 and class_id == 5):  # class 5: last_average_value as well
                 return value
             if (attribute == 3 and class_id in (3, 4)) or (attribute == 4 and class_id == 5):
                 return su
@@ -278,7 +283,8 @@ class SimMeter:
                 except ValueError:
                     return DataAccessResult.TYPE_UNMATCHED
                 times = [t for t in times if lo <= t <= hi]
-            return axdr.array([self.record(obis, t) for t in times])
+            records = [self.record(obis, t) for t in times]
+            return axdr.compact_array(records) if self.compact_buffer and records else axdr.array(records)
         if attribute == 3:
             return axdr.array([axdr.structure(axdr.integer(Tag.LONG_UNSIGNED, cls), axdr.octets(obis_bytes(o)),
                                               axdr.integer(Tag.INTEGER, 2), axdr.integer(Tag.LONG_UNSIGNED, 0))

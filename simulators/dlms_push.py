@@ -13,6 +13,7 @@ from __future__ import annotations
 from drivers.dlms import apdu as ap
 from drivers.dlms import axdr, hdlc
 from drivers.dlms.hdlc import Frame, HdlcAddress, Kind
+from drivers.dlms.push import encipher
 from simulators.dlms_meter import CLOCK, SimMeter
 
 
@@ -27,18 +28,22 @@ def notification(meter: SimMeter, invoke_id: int) -> bytes:
     return ap.DataNotification(long_invoke_id=invoke_id, date_time=when, body=axdr.array(items)).to_bytes()
 
 
-def push_frames(meter: SimMeter, invoke_id: int, *, cipher: bool = False, gbt: int = 0,
-                max_info: int = 128) -> list[bytes]:
-    """The HDLC frames of one notification, ready for the wire."""
+def push_frames(meter: SimMeter, invoke_id: int, *, cipher: bool = False, gbt: int = 0, max_info: int = 128,
+                security_control: int = 0x30, key: bytes | None = None) -> list[bytes]:
+    """The HDLC frames of one notification, ready for the wire.
+
+    ``security_control`` as the meter sets it (0x30 authenticated encryption,
+    0x20 encryption only, 0x10 authentication only, +0x40 broadcast key, +1
+    suite 1); ``key`` the key it ciphers with (default: its encryption key).
+    """
     apdu = notification(meter, invoke_id)
     if cipher:
-        from dlms_cosem.security import SecurityControlField, encrypt
-
         meter.server_ic += 1
-        text = encrypt(SecurityControlField.from_bytes(b"\x30"), meter.system_title, meter.server_ic,
-                       meter.encryption_key, apdu, meter.authentication_key)
-        apdu = ap.Ciphered(tag=ap.GENERAL_GLO_CIPHERING, system_title=meter.system_title, security_control=0x30,
-                           invocation_counter=meter.server_ic, ciphered=bytes(text)).to_bytes()
+        text = encipher(security_control, meter.system_title, meter.server_ic, key or meter.encryption_key,
+                        meter.authentication_key, apdu)
+        apdu = ap.Ciphered(tag=ap.GENERAL_GLO_CIPHERING, system_title=meter.system_title,
+                           security_control=security_control, invocation_counter=meter.server_ic,
+                           ciphered=text).to_bytes()
     apdus = [b.to_bytes() for b in ap.split_blocks(apdu, gbt)] if gbt else [apdu]
     client = HdlcAddress(16, None, 1)
     server = HdlcAddress(meter.logical, meter.physical)

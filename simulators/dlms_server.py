@@ -130,6 +130,8 @@ class ServerAssociation:
             return reject(1)
         self.client_max_pdu = req.max_receive_pdu or 0xFFFF
         supported = SUPPORTED if self.meter.with_list else SUPPORTED & ~Conformance.MULTIPLE_REFERENCES
+        if not self.meter.general_protection:
+            supported &= ~Conformance.GENERAL_PROTECTION
         self.conformance = req.conformance & supported
         response = ap.initiate_response(self.conformance, self.meter.max_pdu)
         if aarq.ciphered:
@@ -230,8 +232,12 @@ class ServerAssociation:
     def _unprotect(self, raw: bytes) -> bytes:
         if not self.ciphered:
             return raw
-        if raw[:1] != bytes([ap.GENERAL_GLO_CIPHERING]):
-            raise FrameError("unciphered APDU in a ciphered association")
+        general = bool(self.conformance & Conformance.GENERAL_PROTECTION)
+        allowed = (ap.GENERAL_GLO_CIPHERING,) if general else (ap.GLO_GET_REQUEST, ap.GLO_ACTION_REQUEST)
+        if raw[:1] not in [bytes([t]) for t in allowed]:
+            # a meter that did not grant general-protection does not know general-glo-ciphering (and the reverse
+            # for this simulator): the client must follow the conformance it was given
+            raise FrameError(f"APDU {raw[:1].hex()} is not a ciphering this association granted")
         c = ap.decode_ciphered(raw)
         last = self.meter.last_client_ic.get(self.client, -1)
         if c.invocation_counter <= last:
@@ -245,7 +251,10 @@ class ServerAssociation:
         if not self.ciphered:
             return plain
         ic = self._server_ic()
-        return ap.Ciphered(tag=ap.GENERAL_GLO_CIPHERING, system_title=self.meter.system_title, security_control=0x30,
+        tag = ap.GENERAL_GLO_CIPHERING
+        if not self.conformance & Conformance.GENERAL_PROTECTION:
+            tag = {ap.GET_RESPONSE: ap.GLO_GET_RESPONSE, ap.ACTION_RESPONSE: ap.GLO_ACTION_RESPONSE}[plain[0]]
+        return ap.Ciphered(tag=tag, system_title=self.meter.system_title, security_control=0x30,
                            invocation_counter=ic, ciphered=self._encrypt(plain, ic)).to_bytes()
 
 

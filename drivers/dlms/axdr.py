@@ -83,7 +83,7 @@ class Data:
 
     @property
     def items(self) -> tuple[Data, ...]:
-        if self.tag not in (Tag.ARRAY, Tag.STRUCTURE):
+        if self.tag not in (Tag.ARRAY, Tag.STRUCTURE, Tag.COMPACT_ARRAY):
             raise ValueError(f"{self.tag.name.lower()} is not an array or a structure")
         return tuple(self.value)
 
@@ -154,6 +154,11 @@ def encode(d: Data) -> bytes:
         return bytes([tag])
     if tag in (Tag.ARRAY, Tag.STRUCTURE):
         return bytes([tag]) + encode_length(len(d.value)) + b"".join(encode(x) for x in d.value)
+    if tag is Tag.COMPACT_ARRAY:
+        if not d.value:
+            raise ValueError("an empty compact-array has no element to take its contents-description from")
+        contents = b"".join(_encode_untagged(x) for x in d.value)
+        return bytes([tag]) + _type_of(d.value[0]).to_bytes() + encode_length(len(contents)) + contents
     if tag is Tag.BOOLEAN:
         return bytes([tag, 0xFF if d.value else 0x00])
     if tag in _INTS:
@@ -188,7 +193,11 @@ def decode(buf: bytes, pos: int = 0) -> tuple[Data, int]:
         tag = Tag(raw_tag)
     except ValueError:
         raise FrameError(f"unknown A-XDR data tag {raw_tag} at byte {pos}") from None
-    pos += 1
+    return _value(tag, buf, pos + 1)
+
+
+def _value(tag: Tag, buf: bytes, pos: int) -> tuple[Data, int]:
+    """The value of a ``tag`` starting at ``pos`` (after the tag byte, or untagged inside a compact-array)."""
     if tag in (Tag.NULL, Tag.DONT_CARE):
         return Data(tag, None), pos
     if tag in (Tag.ARRAY, Tag.STRUCTURE):
@@ -199,7 +208,7 @@ def decode(buf: bytes, pos: int = 0) -> tuple[Data, int]:
             items.append(item)
         return Data(tag, tuple(items)), pos
     if tag is Tag.COMPACT_ARRAY:
-        raise FrameError("compact-array data is not supported")
+        return _compact_array(buf, pos)
     if tag is Tag.BOOLEAN:
         _need(buf, pos, 1)
         return Data(tag, buf[pos] != 0), pos + 1
@@ -228,6 +237,107 @@ def decode(buf: bytes, pos: int = 0) -> tuple[Data, int]:
     size = _FIXED_OCTETS[tag]
     _need(buf, pos, size)
     return Data(tag, bytes(buf[pos:pos + size])), pos + size
+
+
+# --- compact-array (Green Book ed. 8, 9.5 "Data ::= CHOICE", compact-array [19]) ----------------------------
+#
+#   compact-array [19] IMPLICIT SEQUENCE {
+#       contents-description [0] TypeDescription,
+#       array-contents       [1] IMPLICIT OCTET STRING }
+#   TypeDescription ::= CHOICE {
+#       array     [1] IMPLICIT SEQUENCE { number-of-elements Unsigned16, type-description TypeDescription },
+#       structure [2] IMPLICIT SEQUENCE OF TypeDescription,
+#       ... the simple types by their Data tag }
+#
+# array-contents packs the elements one after the other, each encoded as its type says but without any tag and
+# without the element counts the description already holds; octet-, visible- and bit-strings keep their length.
+# Profile generic buffers use it (Blue Book 4.3.6, "buffer ... compact-array") to save the per-value tags.
+
+
+@dataclass(frozen=True, slots=True)
+class TypeDescription:
+    tag: Tag
+    count: int = 0                                # array: number-of-elements
+    members: tuple[TypeDescription, ...] = ()     # structure: each member; array: the one element type
+
+    def to_bytes(self) -> bytes:
+        if self.tag is Tag.ARRAY:
+            return bytes([self.tag]) + self.count.to_bytes(2, "big") + self.members[0].to_bytes()
+        if self.tag is Tag.STRUCTURE:
+            return bytes([self.tag]) + encode_length(len(self.members)) + b"".join(m.to_bytes() for m in self.members)
+        return bytes([self.tag])
+
+
+def _type_description(buf: bytes, pos: int) -> tuple[TypeDescription, int]:
+    _need(buf, pos, 1)
+    try:
+        tag = Tag(buf[pos])
+    except ValueError:
+        raise FrameError(f"unknown type {buf[pos]} in a compact-array description at byte {pos}") from None
+    pos += 1
+    if tag is Tag.ARRAY:
+        _need(buf, pos, 2)
+        count = int.from_bytes(buf[pos:pos + 2], "big")
+        element, pos = _type_description(buf, pos + 2)
+        return TypeDescription(tag, count, (element,)), pos
+    if tag is Tag.STRUCTURE:
+        n, pos = decode_length(buf, pos)
+        members = []
+        for _ in range(n):
+            member, pos = _type_description(buf, pos)
+            members.append(member)
+        return TypeDescription(tag, 0, tuple(members)), pos
+    if tag is Tag.COMPACT_ARRAY:
+        raise FrameError("a compact-array inside a compact-array description")
+    return TypeDescription(tag), pos
+
+
+def _typed(td: TypeDescription, buf: bytes, pos: int) -> tuple[Data, int]:
+    if td.tag is Tag.ARRAY or td.tag is Tag.STRUCTURE:
+        members = td.members * td.count if td.tag is Tag.ARRAY else td.members
+        items = []
+        for member in members:
+            item, pos = _typed(member, buf, pos)
+            items.append(item)
+        return Data(td.tag, tuple(items)), pos
+    return _value(td.tag, buf, pos)
+
+
+def _compact_array(buf: bytes, pos: int) -> tuple[Data, int]:
+    td, pos = _type_description(buf, pos)
+    n, pos = decode_length(buf, pos)
+    _need(buf, pos, n)
+    contents, end = bytes(buf[pos:pos + n]), pos + n
+    items = []
+    at = 0
+    while at < len(contents):
+        item, nxt = _typed(td, contents, at)
+        if nxt == at:
+            raise FrameError("a compact-array whose elements take no bytes")
+        items.append(item)
+        at = nxt
+    return Data(Tag.COMPACT_ARRAY, tuple(items)), end
+
+
+def _type_of(d: Data) -> TypeDescription:
+    if d.tag is Tag.ARRAY:
+        if not d.value:
+            raise ValueError("an empty array inside a compact-array has no element type")
+        return TypeDescription(Tag.ARRAY, len(d.value), (_type_of(d.value[0]),))
+    if d.tag is Tag.STRUCTURE:
+        return TypeDescription(Tag.STRUCTURE, 0, tuple(_type_of(x) for x in d.value))
+    return TypeDescription(d.tag)
+
+
+def _encode_untagged(d: Data) -> bytes:
+    if d.tag in (Tag.ARRAY, Tag.STRUCTURE):
+        return b"".join(_encode_untagged(x) for x in d.value)
+    return encode(d)[1:]
+
+
+def compact_array(items: Sequence[Data]) -> Data:
+    """A compact-array of ``items`` (all of one type, as a profile buffer's records are)."""
+    return Data(Tag.COMPACT_ARRAY, tuple(items))
 
 
 def decode_all(buf: bytes) -> Data:
@@ -324,6 +434,19 @@ class CosemDateTime:
 def datetime_data(dt: datetime, *, deviation: int | None = 0) -> Data:
     """A date-time as meters send it: an octet-string of 12 bytes (Blue Book 4.1.6.1)."""
     return octets(CosemDateTime.from_datetime(dt, deviation=deviation).to_bytes())
+
+
+CLOCK_INVALID = 0x01    # Blue Book 4.1.6.1 clock_status bit 0: invalid value
+CLOCK_DOUBTFUL = 0x02   # bit 1: doubtful value
+CLOCK_STATUS_NOT_SPECIFIED = 0xFF
+
+
+def clock_status(d: Data) -> int:
+    """The clock_status byte of a date-time value; 0 when absent, not specified (0xFF) or not a date-time."""
+    if d.tag not in (Tag.OCTET_STRING, Tag.DATE_TIME) or not isinstance(d.value, bytes) or len(d.value) != 12:
+        return 0
+    status = d.value[11]
+    return 0 if status == CLOCK_STATUS_NOT_SPECIFIED else status
 
 
 def as_datetime(d: Data, unspecified: tzinfo | None = None) -> datetime:

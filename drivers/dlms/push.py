@@ -10,11 +10,26 @@ readings received since the previous one (waiting for the first when none
 came yet), with ``meter_ts`` the notification's own time stamp (its date-time,
 else a clock value in its body).
 
-Bodies are read when they are self-descriptive, as IDIS/Aidon/Kamstrup-style
-lists are: structures of ``{logical name (octet-string 6), value[, scaler_unit]}``
-anywhere in the body.  Positional bodies (values without logical names, as
-Kaifa sends) are not mapped: their readings never appear, and a point that
-never appears stays silent rather than being guessed.
+Bodies are read when they are self-descriptive.  Two layouts name their values:
+
+* IDIS/Aidon style: structures ``{logical name (octet-string 6), value[,
+  scaler_unit]}`` anywhere in the body;
+* Kamstrup style: one flat structure, an optional list identifier first
+  (visible-string ``Kamstrup_V0001``), then logical name and value alternating
+  (captured frame: amsreader-firmware ``Samples/Kamstrup/readme.md``).  It
+  carries no scaler-unit: the values are the meter's integers.
+
+Positional bodies (values without logical names, as Kaifa sends) are not
+mapped: their readings never appear, and a point that never appears stays
+silent rather than being guessed.
+
+Ciphered notifications (Green Book 9.2.7.2.4, security suite 0 and 1 share
+AES-GCM-128): security control ``0x30``/``0x31`` authenticated encryption,
+``0x20``/``0x21`` encryption only (no tag), ``0x10``/``0x11`` authentication
+only; bit 6 (``0x40``) selects the broadcast key instead of the unicast
+``enc_key``.  The invocation counter of each meter (system title) must grow: a
+notification with a counter already seen is a replay and is dropped; the
+counter is recorded only once the notification deciphered and decoded.
 """
 
 from __future__ import annotations
@@ -27,7 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from dlms_cosem.security import SecurityControlField, decrypt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from drivers.dlms import apdu as ap
 from drivers.dlms import axdr, hdlc, units
@@ -47,40 +63,67 @@ class Notification:
 
     meter_ts: datetime | None
     values: dict[str, tuple[axdr.Data, tuple[int, str] | None]]
+    clock_status: int = 0
+
+
+def _is_obis(d: axdr.Data) -> bool:
+    return d.tag is axdr.Tag.OCTET_STRING and isinstance(d.value, bytes) and len(d.value) == 6
+
+
+def _flat_pairs(items: tuple[axdr.Data, ...]) -> list[tuple[axdr.Data, axdr.Data]] | None:
+    """Kamstrup's flat list: ``[list id,] obis, value, obis, value, ...``; None for any other structure."""
+    start = 0 if items and _is_obis(items[0]) else 1
+    rest = items[start:]
+    if len(rest) < 2 or len(rest) % 2 or (start and items[0].tag not in (axdr.Tag.VISIBLE_STRING,
+                                                                          axdr.Tag.OCTET_STRING)):
+        return None
+    pairs = [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
+    if not all(_is_obis(obis) and value.tag not in (axdr.Tag.ARRAY, axdr.Tag.STRUCTURE) for obis, value in pairs):
+        return None
+    return pairs
 
 
 def notification_values(n: ap.DataNotification) -> Notification:
-    """The self-descriptive ``{obis, value[, scaler_unit]}`` structures of a notification body."""
+    """The logical-name-value pairs of a notification body, IDIS/Aidon or Kamstrup style (module docstring)."""
     values: dict[str, tuple[axdr.Data, tuple[int, str] | None]] = {}
 
     def walk(d: axdr.Data) -> None:
         if d.tag not in (axdr.Tag.ARRAY, axdr.Tag.STRUCTURE):
             return
         items = d.items
-        if (d.tag is axdr.Tag.STRUCTURE and len(items) in (2, 3) and items[0].tag is axdr.Tag.OCTET_STRING
-                and isinstance(items[0].value, bytes) and len(items[0].value) == 6):
+        if d.tag is axdr.Tag.STRUCTURE and len(items) in (2, 3) and _is_obis(items[0]) and not _is_obis(items[1]):
             su = None
             if len(items) == 3 and items[2].tag is axdr.Tag.STRUCTURE and len(items[2].items) == 2:
                 scaler, unit = items[2].items
                 su = (int(scaler.value), units.unit_text(int(unit.value)))
             values[ap.obis_text(items[0].value)] = (items[1], su)
             return
+        pairs = _flat_pairs(items) if d.tag is axdr.Tag.STRUCTURE else None
+        if pairs is not None:
+            for obis, value in pairs:
+                values[ap.obis_text(obis.value)] = (value, None)
+            return
         for item in items:
             walk(item)
 
     walk(n.body)
     ts = n.date_time.to_datetime() if n.date_time is not None else None
+    status = n.date_time.status if n.date_time is not None else 0
     if ts is None and ap.CLOCK_OBIS in values:
         with contextlib.suppress(FrameError):
             ts = axdr.as_datetime(values[ap.CLOCK_OBIS][0])
-    return Notification(meter_ts=ts, values=values)
+            status = axdr.clock_status(values[ap.CLOCK_OBIS][0])
+    return Notification(meter_ts=ts, values=values,
+                        clock_status=0 if status == axdr.CLOCK_STATUS_NOT_SPECIFIED else status)
 
 
 class PushAssembler:
     """Sans-io: HDLC frames in, DataNotification APDUs out (segments, general-block-transfer, ciphering)."""
 
-    def __init__(self, encryption_key: bytes | None = None, authentication_key: bytes | None = None) -> None:
-        self.ek, self.ak = encryption_key, authentication_key
+    def __init__(self, encryption_key: bytes | None = None, authentication_key: bytes | None = None,
+                 broadcast_key: bytes | None = None) -> None:
+        self.ek, self.ak, self.bk = encryption_key, authentication_key, broadcast_key
+        self.counters: dict[bytes, int] = {}   # system title -> newest invocation counter accepted
         self._segments = bytearray()
         self._blocks: dict[int, bytes] = {}
         self.last_error: str | None = None
@@ -113,7 +156,12 @@ class PushAssembler:
                 self._blocks = {}
                 return self.apdu(whole)
             if raw[:1] == bytes([ap.GENERAL_GLO_CIPHERING]):
-                return self.apdu(self._decipher(raw))
+                c = ap.decode_ciphered(raw)
+                plain = self._decipher(c)
+                out = self.apdu(plain)
+                if out and c.system_title:
+                    self.counters[c.system_title] = c.invocation_counter  # deciphered and decoded: now it counts
+                return out
             if raw[:1] == bytes([ap.DATA_NOTIFICATION]):
                 n = ap.decode_data_notification(raw)
                 self.last_error = None
@@ -123,32 +171,93 @@ class PushAssembler:
             self.last_error = str(exc)
             return []
 
-    def _decipher(self, raw: bytes) -> bytes:
-        c = ap.decode_ciphered(raw)
-        if self.ek is None:
-            raise FrameError("the meter pushes ciphered notifications but no enc_key is configured")
-        if c.security_control & 0x30 != 0x30 or self.ak is None:
-            raise FrameError(f"security control {c.security_control:#04x}: only authenticated encryption with "
-                             "enc_key and auth_key is supported")
+    def _decipher(self, c: ap.Ciphered) -> bytes:
+        sc = c.security_control
+        if sc & 0x0F not in (0, 1) or sc & 0x80:
+            raise FrameError(f"security control {sc:#04x}: only security suites 0 and 1 without compression "
+                             "are supported")
+        if not sc & 0x30:
+            raise FrameError(f"security control {sc:#04x} applies no protection inside a ciphered APDU")
+        broadcast = bool(sc & 0x40)
+        key, key_name = (self.bk, "broadcast_key") if broadcast else (self.ek, "enc_key")
+        if key is None:
+            raise FrameError(f"the meter pushes notifications ciphered with its {key_name.replace('_', ' ')} "
+                             f"(security control {sc:#04x}) but no {key_name} is configured")
+        if sc & 0x10 and self.ak is None:
+            raise FrameError(f"security control {sc:#04x} authenticates the notification but no auth_key is "
+                             "configured")
         if not c.system_title or len(c.system_title) != 8:
             raise FrameError("ciphered notification without the meter's system title")
+        last = self.counters.get(c.system_title)
+        if last is not None and c.invocation_counter <= last:
+            raise FrameError(f"pushed notification with invocation counter {c.invocation_counter}, not above "
+                             f"{last} already received: a replay, dropped")
+        return decipher(sc, c.system_title, c.invocation_counter, key, self.ak, c.ciphered)
+
+
+def decipher(sc: int, system_title: bytes, ic: int, key: bytes, ak: bytes | None, text: bytes) -> bytes:
+    """AES-GCM-128 per Green Book 9.2.7.2.4 (suites 0 and 1), by the protection ``sc`` asks for.
+
+    IV = system title || invocation counter.  Authenticated encryption: AAD =
+    SC || AK, tag of 12 bytes after the ciphertext.  Encryption only: GCM with
+    no tag, which is AES-CTR from counter block IV || 00000002.  Authentication
+    only: the APDU in clear, then GMAC(SC || AK || APDU).
+    """
+    iv = system_title + ic.to_bytes(4, "big")
+    if sc & 0x30 == 0x30:
+        assert ak is not None
+        if len(text) < 12:
+            raise FrameError("ciphered notification shorter than its tag")
+        gcm = Cipher(algorithms.AES(key), modes.GCM(iv, text[-12:], min_tag_length=12)).decryptor()
+        gcm.authenticate_additional_data(bytes([sc]) + ak)
         try:
-            return bytes(decrypt(SecurityControlField.from_bytes(bytes([c.security_control])), c.system_title,
-                                 c.invocation_counter, self.ek, c.ciphered, self.ak))
-        except Exception as exc:  # DecryptionError
-            raise FrameError("cannot decipher the pushed notification (wrong enc_key or auth_key?)") from exc
+            return gcm.update(text[:-12]) + gcm.finalize()
+        except InvalidTag as exc:
+            raise FrameError("cannot decipher the pushed notification (wrong enc_key, broadcast_key or "
+                             "auth_key?)") from exc
+    if sc & 0x20:
+        ctr = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).decryptor()
+        return ctr.update(text) + ctr.finalize()
+    assert ak is not None
+    if len(text) < 12:
+        raise FrameError("authenticated notification shorter than its tag")
+    plain, tag = text[:-12], text[-12:]
+    gcm = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
+    gcm.authenticate_additional_data(bytes([sc]) + ak + plain)
+    gcm.finalize()
+    if gcm.tag[:12] != tag:
+        raise FrameError("the pushed notification's authentication tag does not verify (wrong auth_key?)")
+    return plain
+
+
+def encipher(sc: int, system_title: bytes, ic: int, key: bytes, ak: bytes | None, plain: bytes) -> bytes:
+    """The reverse of :func:`decipher` (the simulated meter's side)."""
+    iv = system_title + ic.to_bytes(4, "big")
+    if sc & 0x30 == 0x30:
+        gcm = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
+        assert ak is not None
+        gcm.authenticate_additional_data(bytes([sc]) + ak)
+        return gcm.update(plain) + gcm.finalize() + gcm.tag[:12]
+    if sc & 0x20:
+        ctr = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).encryptor()
+        return ctr.update(plain) + ctr.finalize()
+    assert ak is not None
+    gcm = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
+    gcm.authenticate_additional_data(bytes([sc]) + ak + plain)
+    gcm.finalize()
+    return plain + gcm.tag[:12]
 
 
 class PushListener:
     """Listens on a push meter's serial link from the first read on; ``collect`` hands out what arrived."""
 
     def __init__(self, link: ByteLink, meter: Meter, timeout: float) -> None:
-        from drivers.dlms.driver import _security
+        from drivers.dlms.driver import _hex_secret, _security
 
         sec = _security(meter)
         self.link = link
         self.timeout = timeout
-        self.assembler = PushAssembler(sec.encryption_key, sec.authentication_key)
+        self.assembler = PushAssembler(sec.encryption_key, sec.authentication_key, _hex_secret(meter, "broadcast_key"))
         self.queue: list[Notification] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -214,6 +323,8 @@ class PushListener:
                 if self.assembler.last_error:
                     raise FrameError(f"push data arrives but cannot be read: {self.assembler.last_error}")
                 raise MeterTimeout(f"no push notification within {wait:g} s")
+        from drivers.dlms.driver import _clock_quality
+
         got, self.queue = self.queue, []
         out: list[PointResult] = []
         for n in got:
@@ -228,7 +339,7 @@ class PushListener:
                     out.append(PointResult(point=p, value=None, quality=Quality.INVALID, meter_ts=n.meter_ts,
                                            error=str(exc)))
                     continue
-                out.append(PointResult(point=p, value=value, meter_ts=n.meter_ts))
+                out.append(_clock_quality(PointResult(point=p, value=value, meter_ts=n.meter_ts), n.clock_status))
         if not out:
             logs.warning("push notifications hold none of the meter's points", meter=meter.id,
                          notifications=len(got))

@@ -45,6 +45,7 @@ PROPOSED = (Conformance.BLOCK_TRANSFER_WITH_GET | Conformance.MULTIPLE_REFERENCE
 ASSOCIATION_LN = ap.AttributeRef(15, "0.0.40.0.0.255", 1)  # method 1: reply_to_HLS_authentication
 SC_AUTH_ENC = 0x30  # security suite 0, authenticated and encrypted
 SC_AUTH = 0x10      # security suite 0, authenticated only (GMAC)
+_SERVICE_GLO = {ap.GET_REQUEST: ap.GLO_GET_REQUEST, ap.ACTION_REQUEST: ap.GLO_ACTION_REQUEST}  # Green Book 9.5
 
 _DIAGNOSTICS = {
     1: "no reason given", 2: "application context name not supported", 3: "calling AP title not recognized",
@@ -145,6 +146,7 @@ class Association:
             ic = int.from_bytes(body[1:5], "big")
             self._check_server_ic(ic)
             ui = self._decrypt(body[0], ic, body[5:])
+            self.server_ic = ic
         elif self.security.ciphered:
             raise FrameError("the AARE is not ciphered although the association is")
         if ui[:1] == bytes([ap.CONFIRMED_SERVICE_ERROR]):
@@ -173,6 +175,7 @@ class Association:
         return self.protect(req)
 
     def on_hls_response(self, raw: bytes) -> None:
+        before = self.server_ic  # the counter of the AARE: f(CtoS) must come after it
         plain = self.unprotect(raw)
         self.hls_pending = False
         if len(plain) < 5 or plain[0] != ap.ACTION_RESPONSE or plain[1] != 1:
@@ -188,21 +191,40 @@ class Association:
         assert s.encryption_key is not None and s.authentication_key is not None and self.server_title
         if len(f_ctos) != 17:
             raise AssociationRefused("HLS authentication failed: malformed f(CtoS) from the meter")
-        expected = gmac(SecurityControlField.from_bytes(f_ctos[:1]), self.server_title,
-                        int.from_bytes(f_ctos[1:5], "big"), s.encryption_key, s.authentication_key, self._ctos)
+        ctos_ic = int.from_bytes(f_ctos[1:5], "big")
+        expected = gmac(SecurityControlField.from_bytes(f_ctos[:1]), self.server_title, ctos_ic, s.encryption_key,
+                        s.authentication_key, self._ctos)
         if expected != f_ctos[5:]:
             raise AssociationRefused("HLS authentication failed: the meter's f(CtoS) does not verify "
                                      "(it does not hold our keys)")
+        # Green Book 9.2.7.4: f(CtoS) carries the meter's invocation counter; one not above the AARE's is a
+        # replayed pass 4 (checked after the GMAC verified, so a garbled f(CtoS) moves nothing)
+        if ctos_ic <= before:
+            raise AssociationRefused(f"HLS authentication failed: the invocation counter in the meter's f(CtoS) "
+                                     f"({ctos_ic}) is not above its AARE's ({before}): replay?")
+        self.server_ic = max(self.server_ic, ctos_ic)
 
     # --- protection ---
 
     def protect(self, plain: bytes) -> bytes:
+        """``plain`` ciphered as the meter granted: general-glo-ciphering only with general-protection.
+
+        Green Book 9.3 ("xDLMS APDUs"): general-glo-ciphering (``DB``) is
+        usable only where the AARE's conformance grants general-protection;
+        otherwise each service has its own glo APDU (glo-get-request ``C8``,
+        glo-action-request ``CB``), as Gurux's ``GXDLMS.getGloMessage`` picks.
+        """
         if not self.security.ciphered:
             return plain
         ic = self.next_ic()
-        return ap.Ciphered(tag=ap.GENERAL_GLO_CIPHERING, system_title=self.security.client_title,
-                           security_control=SC_AUTH_ENC, invocation_counter=ic,
-                           ciphered=self._encrypt(plain, ic)).to_bytes()
+        tag = ap.GENERAL_GLO_CIPHERING
+        if not self.conformance & Conformance.GENERAL_PROTECTION:
+            tag = _SERVICE_GLO.get(plain[0], 0)
+            if not tag:
+                raise FrameError(f"no service-specific ciphering for APDU {plain[0]:#04x} and the meter did not "
+                                 "grant general-protection")
+        return ap.Ciphered(tag=tag, system_title=self.security.client_title, security_control=SC_AUTH_ENC,
+                           invocation_counter=ic, ciphered=self._encrypt(plain, ic)).to_bytes()
 
     def unprotect(self, raw: bytes) -> bytes:
         if not raw:
@@ -213,7 +235,9 @@ class Association:
                 raise FrameError("ciphered APDU from the meter but no keys are configured")
             c = ap.decode_ciphered(raw)
             self._check_server_ic(c.invocation_counter)
-            return self._decrypt(c.security_control, c.invocation_counter, c.ciphered)
+            plain = self._decrypt(c.security_control, c.invocation_counter, c.ciphered)
+            self.server_ic = c.invocation_counter  # only once the tag verified: a forged APDU must not move it
+            return plain
         if self.security.ciphered and tag not in (ap.EXCEPTION_RESPONSE, ap.RLRE):
             raise FrameError(f"unciphered APDU {tag:#04x} in a ciphered association")
         return raw
@@ -239,9 +263,9 @@ class Association:
                              "(wrong encryption or authentication key?)") from exc
 
     def _check_server_ic(self, ic: int) -> None:
+        """Refuse a counter already seen; the caller records it only after the GCM tag verified."""
         if ic <= self.server_ic:
             raise FrameError(f"the meter's invocation counter went backwards ({ic} after {self.server_ic}): replay?")
-        self.server_ic = ic
 
     def rlrq(self) -> bytes:
         return bytes(acse.ReleaseRequest(reason=enumerations.ReleaseRequestReason.NORMAL).to_bytes())

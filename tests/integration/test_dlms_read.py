@@ -249,3 +249,16 @@ def test_line_faults(simulate, tmp_path: Path, fault: str, message: str) -> None
     assert r.returncode == 1
     assert r.stderr.startswith(message), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_hls_with_a_meter_that_grants_no_general_protection(simulate, tmp_path: Path) -> None:
+    """Issue 11 item 7: such a meter knows only glo-get-request / glo-action-request (Green Book 9.3)."""
+    sim = simulate("dlms", "--tcp", "0", "--auth", "hls-gmac", "--freeze", "--clock-start", START,
+                   "--no-general-protection")
+    link = {"type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout": "500ms"}
+    cfg = _config(tmp_path, {"l": link}, {"m": _meter("l", "hls-gmac", tmp_path, transport="wrapper")})
+    r = _read(cfg)
+    assert r.returncode == 0, r.stderr
+    got = {(x["obis"], x["meter_ts"]): x for x in _json_lines(r.stdout)}
+    for key, value in _expected().items():
+        assert got[key]["quality"] == "good" and got[key]["value"] == value, key

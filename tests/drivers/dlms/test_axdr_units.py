@@ -54,11 +54,11 @@ def test_floats_are_the_meters_decimals() -> None:
     assert axdr.decode_all(b"\x17\x7f\xc0\x00\x00").value is None  # NaN is no value
 
 
-def test_unknown_tag_and_compact_array() -> None:
+def test_unknown_tag_and_cut_compact_array() -> None:
     with pytest.raises(FrameError, match="unknown A-XDR data tag 7"):
         axdr.decode_all(b"\x07\x00")
-    with pytest.raises(FrameError, match="compact-array"):
-        axdr.decode_all(b"\x13\x00")
+    with pytest.raises(FrameError):  # a compact-array (decoded since issue 11) whose contents are missing
+        axdr.decode_all(b"\x13\x12")
 
 
 @pytest.mark.parametrize(("raw", "utc"), [

@@ -20,7 +20,7 @@ from dlms_cosem.security import SecurityControlField, decrypt
 
 from drivers.dlms import apdu as ap
 from drivers.dlms import axdr, hdlc
-from drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult
+from drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance, DataAccessResult
 from drivers.dlms.push import notification_values
 from drivers.dlms.session import LLS, Association, AssociationRefused, Security
 from simulators.dlms_acse import build_aare, parse_aarq
@@ -305,14 +305,19 @@ def test_with_list_response_with_an_error_in_the_middle() -> None:
 def test_ciphered_vector(v: dict[str, Any]) -> None:
     raw = _hex(v["hex"])
     c = ap.decode_ciphered(raw)
-    assert c.system_title == _hex(v["system_title"])
+    general = raw[0] == ap.GENERAL_GLO_CIPHERING
+    assert c.system_title == (_hex(v["system_title"]) if general else None)
     assert (c.security_control, c.invocation_counter) == (0x30, v["invocation_counter"])
     assert c.to_bytes() == raw
     sec = Security(mechanism="hls-gmac", encryption_key=_hex(v["encryption_key"]),
                    authentication_key=_hex(v["authentication_key"]), client_title=_hex(v["system_title"]))
-    assert Association(sec, lambda: v["invocation_counter"]).protect(_hex(v["plain"])) == raw
+    client = Association(sec, lambda: v["invocation_counter"])
+    client.conformance = Conformance.GENERAL_PROTECTION if general else Conformance.GET  # as the AARE granted
+    assert client.protect(_hex(v["plain"])) == raw
     server = Association(sec, lambda: 0)
     server.server_title = _hex(v["system_title"])
+    if not general:  # what comes back is glo-get-response (CC): the same content under the response's tag
+        raw = bytes([ap.GLO_GET_RESPONSE]) + raw[1:]
     assert server.unprotect(raw) == _hex(v["plain"])
     tampered = bytearray(raw)
     tampered[-1] ^= 1
