@@ -10,8 +10,13 @@ key path, so ``meterlink check`` can print them all at once.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
+import stat
+import types
+import typing
 import warnings
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -28,11 +33,18 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.durations import parse_duration
+from gateway.durations import brief, format_duration, parse_duration
 from gateway.errors import ConfigError
+from gateway.meterclock import check_zone
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A configuration is written by hand: a megabyte is already thousands of meters.  The node bound
+# stops an alias bomb (&a [*b, *b, ...] nine levels deep) before anything walks the expanded tree.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 1_000_000
+MAX_LINK_TIMEOUT = 60.0  # a meter answers within a second or two; more is a unit mistake (500 meant 500ms)
+DURATION_KEYS = frozenset({"timeout", "interval", "tolerance", "backfill", "max_age", "flush_interval"})
 
 OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -69,7 +81,7 @@ class _Model(BaseModel):
 
 def _obis(value: object) -> str:
     if not isinstance(value, str) or not OBIS_RE.match(value):
-        raise ValueError(f"{value!r} is not an OBIS code (six dotted groups A.B.C.D.E.F, e.g. 1.0.1.8.0.255)")
+        raise ValueError(f"{brief(value)} is not an OBIS code (six dotted groups A.B.C.D.E.F, e.g. 1.0.1.8.0.255)")
     if any(int(g) > 255 for g in value.split(".")):
         raise ValueError(f"{value!r} is not an OBIS code (each group is 0-255)")
     return value
@@ -77,13 +89,13 @@ def _obis(value: object) -> str:
 
 def _decimal(value: object) -> Decimal:
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
+        raise ValueError(f"{brief(value)} is not a number")
     try:
         d = Decimal(str(value)) if isinstance(value, int | float | str) else None
     except InvalidOperation:
         d = None
     if d is None or not d.is_finite():
-        raise ValueError(f"{value!r} is not a number")
+        raise ValueError(f"{brief(value)} is not a number")
     return d
 
 
@@ -117,7 +129,7 @@ class PointConfig(_Model):
     @classmethod
     def _name(cls, v: str | None) -> str | None:
         if v is not None and not NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a snake_case name")
+            raise ValueError(f"{brief(v)} is not a snake_case name")
         return v
 
     @field_validator("unit")
@@ -125,8 +137,26 @@ class PointConfig(_Model):
     def _unit(cls, v: str | None) -> str | None:
         if v is not None and v not in UNITS:
             known = " ".join(u or '""' for u in UNITS)
-            raise ValueError(f"{v!r} is not a known unit ({known})")
+            raise ValueError(f"{brief(v)} is not a known unit ({known})")
         return v
+
+
+class ProfileDefaults(_Model):
+    """What a profile's ``defaults`` may give all its points: the point keys that are not one point's own."""
+
+    unit: str | None = None
+    interval: Duration | None = None
+    function: Literal["input", "holding"] | None = None
+    type: Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"] | None = None
+    word_order: Literal["big", "little"] | None = None
+    scale: Scale | None = None
+    class_id: int | None = Field(default=None, ge=0, le=65535)
+    attribute: int | None = Field(default=None, ge=1, le=127)
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str | None) -> str | None:
+        return PointConfig._unit(v)
 
 
 class SerialLinkConfig(_Model):
@@ -173,6 +203,8 @@ class MeterConfig(_Model):
     time_sync: TimeSyncConfig | None = None
     # dlt645: collect the daily frozen data of the last N days after midnight (0: off)
     daily_frozen_days: int = Field(default=0, ge=0, le=62)
+    # any protocol: IANA zone of a meter clock that carries no zone (default: the gateway's own zone)
+    timezone: Annotated[str, BeforeValidator(check_zone)] | None = None
     # dlms (keys and passwords from files or environment variables, never inline)
     transport: Literal["hdlc", "wrapper", "push"] | None = None
     auth: Literal["none", "lls", "hls-gmac"] | None = None
@@ -182,6 +214,8 @@ class MeterConfig(_Model):
     auth_key_env: str | None = None
     enc_key_file: str | None = None
     enc_key_env: str | None = None
+    broadcast_key_file: str | None = None    # push: the broadcast key, for security control with bit 6 (0x40) set
+    broadcast_key_env: str | None = None
     client_system_title: str | None = None   # 8 bytes as 16 hex digits
     serial: str | None = None
     backfill: Duration | None = None         # how far back a profile's first read reaches (default 1d)
@@ -195,13 +229,14 @@ class GatewayConfig(_Model):
     @classmethod
     def _id(cls, v: str) -> str:
         if not ID_RE.match(v):
-            raise ValueError(f"{v!r} may only hold letters, digits, '_' and '-' (it appears in topics and tags)")
+            raise ValueError(f"{brief(v)} may only hold letters, digits, '_' and '-' (it appears in topics and tags)")
         return v
 
 
 class JournalConfig(_Model):
     max_bytes: int = Field(default=1 << 30, ge=1 << 18)  # an empty journal takes ~60 KiB
     max_age: Duration = 30 * 86400.0
+    queue_bytes: int = Field(default=4 << 20, ge=1 << 12)  # readings waiting in memory while the disk fails
 
 
 class TlsConfig(_Model):
@@ -221,13 +256,15 @@ class MqttConfig(_Model):
     password_env: str | None = None   # name of an environment variable holding the password
     client_id: str | None = None      # default: meterlink-{gateway id}
     tls: TlsConfig | None = None
-    commands: bool = True
+    commands: bool = False            # remote control over MQTT: off unless asked for
     keepalive: int = Field(default=30, ge=5, le=3600)
     homeassistant: bool = False
 
 
 class InfluxConfig(_Model):
     url: str
+    # v2: /api/v2/write (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics); v1: /write?db= (InfluxDB 1.x before 1.8)
+    api: Literal["v2", "v1"] = "v2"
     token: str | None = Field(default=None, repr=False)
     token_file: str | None = None
     token_env: str | None = None      # name of an environment variable holding the token
@@ -238,6 +275,12 @@ class InfluxConfig(_Model):
     batch_size: int = Field(default=5000, ge=1, le=100000)
     flush_interval: Duration = 1.0
     timeout: Duration = 10.0
+    # v1 only
+    database: str | None = None
+    retention_policy: str | None = None   # default: the database's default policy
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
 
 
 class SinksConfig(_Model):
@@ -271,7 +314,7 @@ class ProfileConfig(_Model):
     manufacturer: str | None = None
     model: str | None = None
     source: str | None = None
-    defaults: dict[str, Any] = Field(default_factory=dict)
+    defaults: ProfileDefaults = Field(default_factory=ProfileDefaults)
     max_registers: int | None = Field(default=None, ge=1, le=125)
     max_gap: int | None = Field(default=None, ge=0, le=124)
     forbidden: list[ForbiddenRange] = Field(default_factory=list)
@@ -322,7 +365,7 @@ class Meter:
     points: tuple[Point, ...]
     config: MeterConfig
     max_registers: int = 125
-    max_gap: int = 0
+    max_gap: int | None = None  # None: bridge every gap cheaper to read than a new request (drivers/modbus/plan.py)
     forbidden: tuple[tuple[str, int, int], ...] = ()
 
 
@@ -403,7 +446,76 @@ def _key_path(loc: tuple[int | str, ...], drop_tags: bool = True) -> str:
     return "".join(parts)
 
 
-def _pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[ConfigError]:
+def _unwrap(t: Any, tag: int | str | None) -> Any:
+    """``X`` from ``Annotated[X, ...]``, ``X | None``, and the member of a tagged union named by ``tag``."""
+    while True:
+        origin = typing.get_origin(t)
+        if origin is Annotated:
+            t = typing.get_args(t)[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(t) if isinstance(a, type) and issubclass(a, BaseModel)]
+            tagged = [m for m in models if "type" in m.model_fields
+                      and tag in typing.get_args(m.model_fields["type"].annotation)]
+            if tagged:
+                return _UnionTag(tagged[0])
+            if len(models) == 1:
+                return models[0]
+            return t
+        else:
+            return t
+
+
+class _UnionTag:
+    """Marks "the next location item is the union's tag": the model follows it."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+
+def _suggest(root: Any, loc: tuple[int | str, ...]) -> str:
+    model = _model_at(root, loc[:-1])
+    if model is None:
+        return "unknown key"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key, did you mean `{close[0]}`?"
+    return f"unknown key (known here: {', '.join(known)})"
+
+
+def _model_at(root: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that holds the keys at ``loc`` (a pydantic error location), for "did you mean"."""
+    t: Any = root
+    items = list(loc)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        t = _unwrap(t, item)
+        if isinstance(t, _UnionTag):
+            t = t.model
+            i += 1  # the tag itself
+            continue
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            info = t.model_fields.get(str(item))
+            if info is None:
+                return None
+            t = info.annotation
+        elif typing.get_origin(t) is dict:
+            t = typing.get_args(t)[1]
+        elif typing.get_origin(t) is list:
+            t = typing.get_args(t)[0]
+        else:
+            return None
+        i += 1
+    t = _unwrap(t, None)
+    if isinstance(t, _UnionTag):
+        t = t.model
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = (),
+                       root: Any = None) -> list[ConfigError]:
+    """One line per problem; ``root`` is the model validated, for "did you mean" on unknown keys."""
     problems: list[ConfigError] = []
     seen: set[str] = set()
     for err in exc.errors(include_url=False):
@@ -411,11 +523,11 @@ def _pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = ())
         path = _key_path(loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = _suggest(root or FileConfig, tuple(err["loc"]))
         elif err["type"] == "missing":
             msg = "required key is missing"
         elif err["type"] == "literal_error":
-            msg = f"{err.get('input')!r}: " + msg.replace("Input should be", "must be")
+            msg = f"{brief(err.get('input'))}: " + msg.replace("Input should be", "must be")
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         elif err["type"] == "union_tag_invalid":
@@ -434,20 +546,119 @@ def _pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = ())
     return problems
 
 
-def load_yaml(path: Path) -> Any:
+def read_text_file(path: Path, limit: int, shown: str | None = None) -> str:
+    """A small UTF-8 text file, refused with one line if it is missing, not a file, too large or binary.
+
+    ``/dev/zero`` or a FIFO given by mistake must not hang or eat the memory: the file must be a
+    regular file and at most ``limit`` bytes are read.  Messages name the file as ``shown`` (as written).
+    """
+    name = shown or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        st = path.stat()
     except FileNotFoundError:
-        raise ConfigProblems([ConfigError("", f"{path}: no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigProblems([ConfigError("", f"{path}: cannot read: {exc}")]) from exc
+        raise ConfigProblems([ConfigError("", f"{name}: no such file")]) from None
+    except OSError as exc:
+        raise ConfigProblems([ConfigError("", f"{name}: cannot read: {exc.strerror}")]) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigProblems([ConfigError("", f"{name}: not a regular file")])
     try:
-        return yaml.load(text, Loader=_YAML_LOADER)  # a SafeLoader, in C when libyaml is there
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ConfigProblems([ConfigError("", f"{name}: cannot read: {exc.strerror}")]) from None
+    if len(data) > limit:
+        raise ConfigProblems([ConfigError("", f"{name}: larger than {limit >> 10} KiB; is it the right file?")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigProblems([ConfigError("", f"{name}: not UTF-8 text (byte {exc.start}); is it the right "
+                                              "file?")]) from None
+
+
+def load_yaml(path: Path, shown: str | None = None) -> Any:
+    """The YAML document in ``path``, refusing what a SafeLoader alone lets through.
+
+    Refused, each with one line: a file over :data:`MAX_YAML_BYTES`, aliases that expand to more
+    than :data:`MAX_YAML_NODES` values (a "billion laughs" bomb would otherwise run pydantic out of
+    memory), and a mapping key written twice (YAML keeps the last silently, so a pasted meter
+    block would replace the first meter without a word).
+    """
+    name = shown or str(path)
+    text = read_text_file(path, MAX_YAML_BYTES, name)
+    loader = _YAML_LOADER(text)  # a SafeLoader, in C when libyaml is there
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _inspect_nodes(node)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigProblems([ConfigError("", f"{where}: YAML syntax error: {problem}")]) from exc
+        raise ConfigProblems([ConfigError("", f"{where}: YAML syntax error: {problem}")]) from None
+    except RecursionError:
+        raise ConfigProblems([ConfigError("", f"{name}: nested too deeply")]) from None
+    except (ValueError, OverflowError) as exc:  # an integer of 5,000 digits: Python's int() refuses it
+        reason = str(exc).split(":")[0][:100]
+        raise ConfigProblems([ConfigError("", f"{name}: a value cannot be read ({reason})")]) from None
+    finally:
+        loader.dispose()
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _inspect_nodes(root: yaml.Node) -> None:
+    """Count the values the document expands to and find keys written twice, before constructing it.
+
+    Each node is visited once (aliases share nodes), so a bomb costs as little as its text.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    duplicates: list[ConfigError] = []
+
+    def visit(node: yaml.Node, path: str) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigProblems([ConfigError(path, "an alias refers to the value that holds it (recursive "
+                                                     "alias)")])
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for k, v in node.value:
+                name = str(k.value)[:60] if isinstance(k, yaml.ScalarNode) else "?"
+                child = f"{path}.{name}" if path else str(name)
+                if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE_TAG:
+                    line = k.start_mark.line + 1
+                    prev = first.get((k.tag, k.value))
+                    if prev is None:
+                        first[(k.tag, k.value)] = line
+                    else:
+                        duplicates.append(ConfigError(child, f"defined twice (lines {prev} and {line})"))
+                size = visit(v, child)
+                if size > MAX_YAML_NODES:
+                    raise _too_many(child)
+                total += visit(k, child) + size
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                total += visit(v, f"{path}[{i}]")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    if visit(root, "") > MAX_YAML_NODES:
+        raise _too_many("")
+    if duplicates:
+        raise ConfigProblems(duplicates)
+
+
+def _too_many(path: str) -> ConfigProblems:
+    return ConfigProblems([ConfigError(path, f"the YAML aliases (*name) here expand to more than "
+                                             f"{MAX_YAML_NODES:,} values; write the values out")])
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -464,7 +675,59 @@ def parse_config(raw: Any, *, base: Path | None = None, path: Path | None = None
         fc = FileConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigProblems(_pydantic_problems(exc)) from None
-    return _check_semantics(fc, base or Path.cwd(), path)
+    bare = _bare_durations(raw)
+    problems = _check_timeouts(fc, bare)
+    try:
+        cfg = _check_semantics(fc, base or Path.cwd(), path)
+    except ConfigProblems as exc:
+        raise ConfigProblems(problems + exc.problems) from None
+    if problems:
+        raise ConfigProblems(problems)
+    notes = [f"{key}: a bare number is read as seconds ({value:g} s); write {_as_written(value)} to say so"
+             for key, value in bare.items()]
+    return dataclasses.replace(cfg, warnings=cfg.warnings + tuple(notes))
+
+
+def _as_written(seconds: float) -> str:
+    if seconds >= 1 and seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds * 1000:g}ms"
+
+
+def _bare_durations(raw: Any, path: str = "") -> dict[str, float]:
+    """Durations written as bare numbers (``timeout: 500``): legal, read as seconds, and worth a warning.
+
+    ``timeout: 500`` meant 500 ms more often than 8 minutes; ``meterlink check`` says so.
+    """
+    found: dict[str, float] = {}
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            child = f"{path}.{k}" if path else str(k)
+            if k in DURATION_KEYS and isinstance(v, int | float) and not isinstance(v, bool):
+                found[child] = v
+            elif isinstance(v, dict | list):
+                found.update(_bare_durations(v, child))
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            found.update(_bare_durations(v, f"{path}[{i}]"))
+    return found
+
+
+def _check_timeouts(fc: FileConfig, bare: dict[str, float]) -> list[ConfigError]:
+    """A reply timeout over a minute is a unit mistake (``timeout: 500`` for 500 ms), not a slow meter."""
+    problems = []
+    for lid, lc in fc.links.items():
+        if lc.timeout <= MAX_LINK_TIMEOUT:
+            continue
+        key = f"links.{lid}.timeout"
+        if key in bare:
+            n = bare[key]
+            problems.append(ConfigError(key, f"{n:g} s is too long for a reply timeout (at most 60 s); "
+                                             f"write {n:g}ms or 5s"))
+        else:
+            problems.append(ConfigError(key, f"{format_duration(lc.timeout)} is too long for a reply timeout "
+                                             "(at most 60s); meters answer within seconds"))
+    return problems
 
 
 # ---------------------------------------------------------------------------
@@ -557,14 +820,13 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         if not points and not point_problems:
             problems.append(ConfigError(f"{key}.points", "the meter has no points (name a profile or list points)"))
         max_regs = m.max_registers or (profile.max_registers if profile else None) or 125
-        max_gap = m.max_gap if m.max_gap is not None else (profile.max_gap if profile and profile.max_gap
-                                                           is not None else 0)
+        max_gap = m.max_gap if m.max_gap is not None else (profile.max_gap if profile else None)
         forbidden = tuple((f.function, f.first, f.last) for f in profile.forbidden) if profile else ()
         # thousands of meters of one model share their Point objects; the raw point list is not kept
         shared = tuple(interned.setdefault(p, p) for p in points)
         # key and password files named relative to the configuration file are found from anywhere
         files = {k: str(base / v) for k, v in m.model_dump(include={"password_file", "auth_key_file",
-                                                                     "enc_key_file"}).items()
+                                                                     "enc_key_file", "broadcast_key_file"}).items()
                  if v is not None and not Path(v).is_absolute()}
         meters[mid] = Meter(id=mid, link=m.link, protocol=m.protocol, address=norm, points=shared,
                             config=m.model_copy(update={"points": [], **files}), max_registers=max_regs,
@@ -575,8 +837,100 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         raise ConfigProblems(problems)
     enabled = {k: v for k, v in meters.items() if v.config.enabled}
     used_links = {k: v for k, v in links.items()}
-    return Config(gateway=fc.gateway, journal=fc.journal, links=used_links, meters=enabled, sinks=fc.sinks,
-                  http=fc.http, path=path)
+    return Config(gateway=fc.gateway, journal=fc.journal, links=used_links, meters=enabled,
+                  sinks=_sinks_files_from(fc.sinks, base), http=fc.http, path=path)
+
+
+def _sinks_files_from(sinks: SinksConfig, base: Path) -> SinksConfig:
+    """TLS files named relative to the configuration file are found from anywhere, like key files."""
+    mq = sinks.mqtt
+    if mq is None or mq.tls is None:
+        return sinks
+    files = {k: str(base / v) for k, v in mq.tls.model_dump(include={"ca_file", "cert_file", "key_file"}).items()
+             if v is not None and not Path(v).is_absolute()}
+    if not files:
+        return sinks
+    return sinks.model_copy(update={"mqtt": mq.model_copy(update={"tls": mq.tls.model_copy(update=files)})})
+
+
+def referenced_files(cfg: Config) -> list[tuple[str, str, str]]:
+    """Every file the configuration names, as (key path, path, kind): kind is ``secret``, ``key`` or ``pem``."""
+    base = cfg.path.parent if cfg.path is not None else Path.cwd()
+    found: list[tuple[str, str, str]] = []
+
+    def add(key: str, value: str | None, kind: str, *, from_config_dir: bool = False) -> None:
+        # sinks join their secret files to the config's folder when they start; meter and TLS files
+        # were joined by _check_semantics already
+        if value is not None:
+            path = base / value if from_config_dir else Path(value)
+            found.append((key, str(path.absolute()), kind))
+
+    mq = cfg.sinks.mqtt
+    if mq is not None:
+        add("sinks.mqtt.password_file", mq.password_file, "secret", from_config_dir=True)
+        if mq.tls is not None:
+            for k in ("ca_file", "cert_file", "key_file"):
+                add(f"sinks.mqtt.tls.{k}", getattr(mq.tls, k), "pem")
+    ix = cfg.sinks.influxdb
+    if ix is not None:
+        add("sinks.influxdb.token_file", ix.token_file, "secret", from_config_dir=True)
+        add("sinks.influxdb.password_file", getattr(ix, "password_file", None), "secret", from_config_dir=True)
+    for mid, m in cfg.meters.items():
+        add(f"meters.{mid}.password_file", m.config.password_file, "secret")
+        add(f"meters.{mid}.auth_key_file", m.config.auth_key_file, "key")
+        add(f"meters.{mid}.enc_key_file", m.config.enc_key_file, "key")
+        add(f"meters.{mid}.broadcast_key_file", m.config.broadcast_key_file, "key")
+    return found
+
+
+def check_files(cfg: Config) -> list[ConfigError]:
+    """Read every file the configuration names, now, so a missing CA or password file fails ``check``.
+
+    Without this a typo in ``password_file`` passes ``meterlink check`` and shows up only when the
+    gateway starts (or for a meter's key, at its first read).  Secrets are read and dropped; a
+    message names the key and the file, never the content.
+    """
+    from gateway.secrets import read_secret
+
+    problems: list[ConfigError] = []
+    for key, file, kind in referenced_files(cfg):
+        try:
+            if kind == "pem":
+                text = read_text_file(Path(file), 1 << 20)
+                if "-----BEGIN " not in text:
+                    problems.append(ConfigError(key, f"{file} holds no PEM block (-----BEGIN ...)"))
+                continue
+            secret = read_secret(key, file=file)
+        except ConfigProblems as exc:
+            problems.append(ConfigError(key, exc.problems[0].message))
+            continue
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
+        if kind == "key" and secret is not None:
+            try:
+                ok = len(bytes.fromhex(secret)) == 16
+            except ValueError:
+                ok = False
+            if not ok:
+                problems.append(ConfigError(key, f"{file} does not hold a key of 32 hex digits"))
+    return problems
+
+
+def check_config(path: str | os.PathLike[str]) -> Config:
+    """What ``meterlink check`` (and ``run``, before it starts) validates: the file and every file it names.
+
+    Problems raise :class:`ConfigProblems`; what is legal but likely wrong (a bare-number duration,
+    a serial port that is not there now) comes back in ``Config.warnings``.
+    """
+    cfg = load_config(path)
+    problems = check_files(cfg)
+    if problems:
+        raise ConfigProblems(problems)
+    notes = [f"links.{lid}.port: {link.config.port} does not exist (yet?): plug the adapter in or fix the path"
+             for lid, link in cfg.links.items()
+             if isinstance(link.config, SerialLinkConfig) and not os.path.exists(link.config.port)]
+    return dataclasses.replace(cfg, warnings=cfg.warnings + tuple(notes))
 
 
 def _check_address(m: MeterConfig) -> tuple[str | None, Any]:
@@ -603,7 +957,7 @@ def resolve_points(m: MeterConfig, profile: ProfileConfig | None, key: str) -> t
     if profile is not None:
         for gi, group in enumerate(profile.groups):
             for pi, pc in enumerate(group.points):
-                d = dict(profile.defaults)
+                d = profile.defaults.model_dump(exclude_none=True)
                 d.update(pc.model_dump(exclude_none=True))
                 d.setdefault("interval", group.interval)
                 merged[pc.obis] = (f"profile {profile.name}: groups[{gi}].points[{pi}]", d)
@@ -613,7 +967,7 @@ def resolve_points(m: MeterConfig, profile: ProfileConfig | None, key: str) -> t
         if pc.obis in seen:
             return [], [ConfigError(f"{where}.obis", f"{pc.obis} is listed twice for this meter")]
         seen.add(pc.obis)
-        base = dict(profile.defaults) if profile is not None else {}
+        base = profile.defaults.model_dump(exclude_none=True) if profile is not None else {}
         if pc.obis in merged:
             base.update(merged[pc.obis][1])
         base.update(pc.model_dump(exclude_none=True))
@@ -708,4 +1062,21 @@ def _check_sinks(fc: FileConfig, problems: list[ConfigError]) -> None:
         if sum(x is not None for x in (ix.token, ix.token_file, ix.token_env)) > 1:
             problems.append(ConfigError("sinks.influxdb.token_file", "give one of token, token_file, token_env"))
         if not re.match(r"^https?://", ix.url):
-            problems.append(ConfigError("sinks.influxdb.url", f"{ix.url!r} is not an http:// or https:// URL"))
+            problems.append(ConfigError("sinks.influxdb.url", f"{brief(ix.url)} is not an http:// or https:// URL"))
+        if ix.api == "v1":
+            if not ix.database:
+                problems.append(ConfigError("sinks.influxdb.database", "required with api: v1 (the InfluxDB 1.x "
+                                                                       "database to write to)"))
+            if (ix.token or ix.token_file or ix.token_env) is not None:
+                problems.append(ConfigError("sinks.influxdb.token_file", "api: v1 logs in with username and "
+                                                                         "password_file, not a token"))
+            if ix.password_file is not None and ix.password_env is not None:
+                problems.append(ConfigError("sinks.influxdb.password_file", "give one of password_file, "
+                                                                            "password_env"))
+            if (ix.password_file or ix.password_env) is not None and ix.username is None:
+                problems.append(ConfigError("sinks.influxdb.username", "required when a password is given"))
+        else:
+            for k in ("database", "retention_policy", "username", "password_file", "password_env"):
+                if getattr(ix, k) is not None:
+                    problems.append(ConfigError(f"sinks.influxdb.{k}", "only with api: v1 (InfluxDB 1.x); with "
+                                                                       "api: v2 name the bucket and a token"))

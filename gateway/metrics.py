@@ -9,9 +9,9 @@ and nothing to update on the polling path.
 
 Why a hand-written HTTP server: four GET endpoints on the gateway's own event
 loop, so an answer from /healthz proves the loop runs.  prometheus-client's
-server runs in a thread and would answer even with the loop hung.  Scrapes and
-/status read the journal (``count(*)`` over a big journal takes a while), so
-they run in a worker thread and never hold up a poll.
+server runs in a thread and would answer even with the loop hung.  The journal's
+figures are kept as rows come and go (no ``count(*)`` per scrape); scrapes and
+/status still run in a worker thread, so they never hold up a poll.
 
 Health has two questions, two endpoints:
 
@@ -22,7 +22,9 @@ Health has two questions, two endpoints:
 ``/readyz`` (readiness)
     the journal takes a write, and every link produced a successful read within
     3 intervals of one of its meters (:class:`Readiness`).  A failure here is a
-    meter, a cable or a disk to look at; a restart does not fix it.
+    meter, a cable or a disk to look at; a restart does not fix it.  A journal
+    that fails a write says so at once ("journal: disk full: ..."), from the
+    writer's own last attempt, not only from the periodic probe.
 
 Metric names follow the Prometheus conventions: ``meterlink_`` prefix, base
 units (seconds, bytes), ``_total`` for counters, ``_timestamp_seconds`` for
@@ -112,12 +114,15 @@ class GatewayCollector(Collector):
         }
         errors = CounterMetricFamily("meterlink_link_errors", "Meter reads on the link that failed as a whole.",
                                      labels=lab)
-        lateness = GaugeMetricFamily("meterlink_link_poll_lateness_seconds",
-                                     "How late the link's recent polls started after their moment (quantiles of the "
-                                     "last 2,048 polls); growing lateness means the link is overbooked.",
-                                     labels=[*lab, "quantile"])
+        # a summary (quantiles, _sum, _count over the recent polls): a gauge may not carry "quantile" (promtool)
+        lateness = Metric("meterlink_link_poll_lateness_seconds",
+                          "How late the link's recent polls started after their moment (quantiles of the "
+                          "last 2,048 polls); growing lateness means the link is overbooked.", "summary")
         is_open = GaugeMetricFamily("meterlink_link_open", "1 while the link's channel (port, socket) is open.",
                                     labels=lab)
+        restarts = CounterMetricFamily("meterlink_link_restarts",
+                                       "Times the link's poll task failed (a bug, an unexpected error) and was "
+                                       "restarted.", labels=lab)
         for lid, sched in self.gw.schedulers.items():
             st = sched.state
             duration.add_metric([gid, lid], count_value=st.polls, sum_value=st.busy)
@@ -126,11 +131,17 @@ class GatewayCollector(Collector):
                 fam.add_metric([gid, lid], getattr(sched.driver.counters, attr, 0))
             errors.add_metric([gid, lid], st.errors)
             is_open.add_metric([gid, lid], 1 if st.open else 0)
+            task = self.gw.link_tasks.get(lid)
+            restarts.add_metric([gid, lid], task.restarts if task is not None else 0)
             recent = _snapshot(getattr(st, "lateness", ()))
             if recent:
+                name, where = lateness.name, {"gateway": gid, "link": lid}
                 for q in (0.5, 0.9, 0.99):
-                    lateness.add_metric([gid, lid, str(q)], recent[min(int(q * len(recent)), len(recent) - 1)])
-        yield from (duration, busy, *families.values(), errors, is_open, lateness)
+                    lateness.add_sample(name, {**where, "quantile": str(q)},
+                                        recent[min(int(q * len(recent)), len(recent) - 1)])
+                lateness.add_sample(f"{name}_sum", where, sum(recent))
+                lateness.add_sample(f"{name}_count", where, len(recent))
+        yield from (duration, busy, *families.values(), errors, is_open, restarts, lateness)
 
     def _meters(self, gid: str) -> Iterator[Metric]:
         lab = ["gateway", "link", "meter"]
@@ -183,6 +194,30 @@ class GatewayCollector(Collector):
                                       "Undelivered rows dropped to keep the journal within its bounds.", labels=lab)
         dropped.add_metric([gid], counts["dropped"])
         yield dropped
+        journal = self.gw.journal
+        for name, doc, value in (
+            ("meterlink_journal_queue_batches", "Data messages acquired and waiting in memory for the journal.",
+             counts["queued"]),
+            ("meterlink_journal_queue_bytes", "Bytes of the data messages waiting in memory for the journal.",
+             counts["queued_bytes"]),
+            ("meterlink_journal_queue_limit_bytes", "journal.queue_bytes: the bound of the memory queue.",
+             journal.queue_bytes),
+            ("meterlink_journal_writable", "1 while the journal takes writes, 0 while they fail (disk full ...).",
+             0 if journal.problem else 1),
+            ("meterlink_journal_replaced", "1 when this start found the journal damaged or lost and started a new "
+             "one (new epoch; see the log and /status journal.replaced).", 1 if journal.replaced else 0),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=lab)
+            g.add_metric([gid], value)
+            yield g
+        qdropped = CounterMetricFamily("meterlink_journal_queue_dropped_batches",
+                                       "Data messages dropped unwritten from a full memory queue while the journal "
+                                       "could not be written.", labels=lab)
+        qdropped.add_metric([gid], counts["queue_dropped"])
+        yield qdropped
+        failures = CounterMetricFamily("meterlink_journal_write_failures", "Group commits that failed.", labels=lab)
+        failures.add_metric([gid], journal.write_failures)
+        yield failures
 
     def _sinks(self, gid: str) -> Iterator[Metric]:
         lab = ["gateway", "sink"]
@@ -320,12 +355,16 @@ class Readiness:
         """Write one small row to the journal (blocking: call it in a thread); the problem, or None."""
         try:
             self.gw.journal.set_state("meterlink.readyz", datetime.now(UTC).isoformat())
-        except (sqlite3.Error, JournalError, OSError) as exc:
-            return f"journal {self.gw.journal.path}: not writable: {exc}"
+        except JournalError as exc:
+            return f"journal: {exc}"
+        except (sqlite3.Error, OSError) as exc:
+            return f"journal: not writable: {self.gw.journal.path}: {exc}"
         return None
 
     async def check(self) -> list[str]:
         problems = []
+        if self.gw.journal.problem:  # the writer's own last attempt failed: say so at once, no probe needed
+            return [f"journal: {self.gw.journal.problem}", *self.links()]
         if time.monotonic() - self._journal_checked >= JOURNAL_PROBE_EVERY:
             try:
                 self._journal_problem = await asyncio.wait_for(asyncio.to_thread(self.probe_journal), 5.0)
@@ -334,8 +373,6 @@ class Readiness:
             self._journal_checked = time.monotonic()
         if self._journal_problem:
             problems.append(self._journal_problem)
-        elif self.gw.journal_error:
-            problems.append(f"journal {self.gw.journal.path}: {self.gw.journal_error}")
         return problems + self.links()
 
 

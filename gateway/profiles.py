@@ -37,6 +37,10 @@ def builtin_names() -> list[str]:
 
 
 def load_profile(name: str, *, base: Path | None = None) -> ProfileConfig:
+    """A built-in profile by name, or a profile file by path (relative to ``base``, the config's folder).
+
+    Every problem is one :class:`ProfileError` line naming the profile as written and the key in it.
+    """
     if "/" in name or name.endswith((".yaml", ".yml")):
         path = Path(name)
         if not path.is_absolute() and base is not None:
@@ -46,22 +50,25 @@ def load_profile(name: str, *, base: Path | None = None) -> ProfileConfig:
         if not path.exists():
             raise ProfileError(f"{name!r} is not a built-in profile ({', '.join(builtin_names())}) "
                                "nor a path to a profile file")
-    return _load(path.resolve())
+    return _load(path.resolve(), name)
 
 
 @functools.cache
-def _load(path: Path) -> ProfileConfig:
+def _load(path: Path, shown: str) -> ProfileConfig:
     if not path.exists():
-        raise ProfileError(f"{path}: no such profile file")
+        raise ProfileError(f"{shown}: no such profile file")
     try:
-        raw = load_yaml(path)
+        raw = load_yaml(path, shown)
     except ConfigProblems as exc:
-        raise ProfileError(str(exc.problems[0])) from None
+        first = exc.problems[0]
+        raise ProfileError(f"{shown}: {first}" if first.key_path else str(first)) from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{shown}: a profile holds a mapping (name, protocol, defaults, groups)")
     try:
         return ProfileConfig.model_validate(raw)
     except ValidationError as exc:
-        first = _pydantic_problems(exc)[0]
-        raise ProfileError(f"{path.name}: {first}") from None
+        first = _pydantic_problems(exc, root=ProfileConfig)[0]
+        raise ProfileError(f"{shown}: {first}") from None
 
 
 def profile_points(name: str, *, base: Path | None = None) -> list[Point]:

@@ -13,6 +13,8 @@ from pathlib import Path
 from gateway import logs
 from gateway.errors import ConfigError
 
+MAX_SECRET_BYTES = 64 << 10
+
 
 def read_secret(key: str, *, value: str | None = None, file: str | None = None, env: str | None = None,
                 base: Path | None = None) -> str | None:
@@ -30,10 +32,19 @@ def read_secret(key: str, *, value: str | None = None, file: str | None = None, 
     if not path.is_absolute() and base is not None:
         path = base / path
     try:
-        text = path.read_text(encoding="utf-8")
         mode = path.stat().st_mode
+        with path.open("rb") as f:
+            data = f.read(MAX_SECRET_BYTES + 1)  # /dev/zero given by mistake must not fill the memory
     except OSError as exc:
         raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise ConfigError(key, f"{path} is larger than {MAX_SECRET_BYTES >> 10} KiB: not a secret file "
+                               "(one line: the password, token or key)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{path} is not UTF-8 text: a secret file holds one line of text "
+                               "(write a binary key as hex)") from None
     if mode & (stat.S_IRGRP | stat.S_IROTH) and mode & stat.S_IROTH:
         logs.warning("secret file is readable by others", key=key, file=str(path), mode=oct(mode & 0o777))
     secret = text.strip().splitlines()[0].strip() if text.strip() else ""

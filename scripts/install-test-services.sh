@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the real services the test suite runs against (Mosquitto, VictoriaMetrics) and the
-# openssl CLI the TLS tests use, from Debian's packages.
+# Install the real services the test suite runs against (Mosquitto, VictoriaMetrics, InfluxDB 1.x)
+# and the CLIs the tests use (openssl for TLS, promtool to lint /metrics), from Debian's packages.
 #
 # Why this script exists: the tests never mock the broker or the database; tests/services.py
 # starts private instances on free loopback ports.  A fresh Debian machine (a new developer box,
@@ -23,10 +23,12 @@ declare -A PKG_OF=(
   [victoria-metrics]=victoria-metrics  # /usr/bin/victoria-metrics
   [openssl]=openssl                 # CA/server/client certificates for the TLS tests
   [systemd-analyze]=systemd         # `systemd-analyze verify` of systemd/meterlink.service
+  [influxd]=influxdb                # /usr/bin/influxd 1.6.7: the `api: v1` InfluxDB sink tests
+  [promtool]=prometheus             # /usr/bin/promtool: `promtool check metrics`; prometheus itself never runs
 )
 
 missing=()
-for bin in mosquitto mosquitto_passwd victoria-metrics openssl systemd-analyze; do
+for bin in mosquitto mosquitto_passwd victoria-metrics openssl systemd-analyze influxd promtool; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     pkg="${PKG_OF[$bin]}"
     [[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
@@ -71,7 +73,7 @@ trap - EXIT
 # Keep the freshly installed system services off at boot too (tests use private instances).
 for pkg in "${missing[@]}"; do
   case "$pkg" in
-    mosquitto | victoria-metrics)
+    mosquitto | victoria-metrics | influxdb | prometheus)
       if [ -d /run/systemd/system ]; then
         systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
       else
@@ -99,7 +101,7 @@ if port_open; then
   fi
 fi
 
-for bin in mosquitto mosquitto_passwd victoria-metrics openssl systemd-analyze; do
+for bin in mosquitto mosquitto_passwd victoria-metrics openssl systemd-analyze influxd promtool; do
   if ! command -v "$bin" >/dev/null 2>&1; then
     echo "install-test-services: $bin still missing after apt-get install" >&2
     exit 1

@@ -753,3 +753,139 @@ def fresh_mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
 def fresh_victoria_metrics(victoria_metrics_factory: Callable[..., VictoriaMetrics]) -> VictoriaMetrics:
     """An empty VictoriaMetrics of this test's own: kill/stop/restart it freely."""
     return victoria_metrics_factory()
+
+
+# --------------------------------------------------------------------------- InfluxDB 1.x
+
+
+def _ensure_own_binary(name: str) -> str:
+    """Binaries only some tests need (influxd, promtool): install on demand, fail only those tests."""
+    if find_binary(name) is None:
+        with _install_lock:
+            if find_binary(name) is None:
+                res = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=900,
+                                     stdin=subprocess.DEVNULL)
+                if find_binary(name) is None:
+                    pytest.fail(f"{name} not found; {INSTALL_SCRIPT.name} exited {res.returncode}: "
+                                f"{(res.stderr or res.stdout).strip()[-2000:]}", pytrace=False)
+    path = find_binary(name)
+    assert path is not None
+    return path
+
+
+class InfluxDB1(_Service):
+    """A private InfluxDB 1.x (Debian's ``influxdb`` package, 1.6.7), for the ``api: v1`` sink.
+
+    1.6 has only the 1.x HTTP API (``/write``, ``/query``; ``/api/v2/write`` arrived in 1.8), so
+    it shows the gateway really speaks the old protocol.  With ``auth=True`` the HTTP API wants a
+    user: the admin user is created through ``/query`` on the first start (InfluxDB allows
+    exactly that one unauthenticated statement while no user exists).  Data, WAL and meta live in
+    the base directory, so :meth:`restart` brings the same database back; every write is in the
+    WAL before the 204 (``wal-fsync-delay`` 0), so a graceful stop loses nothing acknowledged.
+    """
+
+    name = "influxd"
+
+    def __init__(self, base_dir: Path | str | None = None, *, auth: bool = False, database: str = "meters",
+                 admin: tuple[str, str] = ("admin", "admin-secret")) -> None:
+        super().__init__(base_dir)
+        self.auth = auth
+        self.database = database
+        self.admin = admin
+        self.rpc_port: int | None = None
+        self.config_file = self.base_dir / "influxdb.conf"
+        self._initialised = False
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise ServiceError("influxd was never started")
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _assign_extra_ports(self, keep: bool) -> None:
+        if not keep or self.rpc_port is None:
+            self.rpc_port = free_port()  # the backup/restore RPC listener (default 8088) also binds
+
+    def _prepare(self) -> None:
+        b = self.base_dir
+        self.config_file.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "{LOOPBACK}:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{b / "meta"}"\n'
+            f'[data]\n  dir = "{b / "data"}"\n  wal-dir = "{b / "wal"}"\n  query-log-enabled = false\n'
+            f'[http]\n  enabled = true\n  bind-address = "{LOOPBACK}:{self.port}"\n'
+            f"  auth-enabled = {'true' if self.auth else 'false'}\n  log-enabled = false\n"
+            "[monitor]\n  store-enabled = false\n"
+            "[continuous_queries]\n  enabled = false\n"
+            "[subscriber]\n  enabled = false\n"
+            '[logging]\n  level = "warn"\n'
+        )
+
+    def _command(self) -> list[str]:
+        return [_ensure_own_binary("influxd"), "-config", str(self.config_file)]
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait for ``/ping`` (204), then create the admin user and the database once."""
+        assert self.port is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                raise ServiceError(f"influxd exited with code {self.proc.returncode if self.proc else None} "
+                                   f"while starting on port {self.port}; log tail:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=1.0) as resp:
+                    if resp.status == 204:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServiceError(f"influxd did not answer /ping within {timeout}s; log:\n{self.log_tail()}")
+            time.sleep(0.05)
+        if not self._initialised:
+            if self.auth:
+                user, password = self.admin
+                self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES", login=False)
+            self.query(f'CREATE DATABASE "{self.database}"')
+            self._initialised = True
+
+    def query(self, q: str, *, db: str | None = None, login: bool = True) -> dict[str, Any]:
+        """Run InfluxQL through ``/query`` (POST); returns the first result, raising on its error."""
+        params = [("q", q), ("epoch", "ms")] + ([("db", db)] if db else [])
+        req = urllib.request.Request(self.url + "/query", data=urllib.parse.urlencode(params).encode(),
+                                     method="POST")
+        if self.auth and login:
+            pair = f"{self.admin[0]}:{self.admin[1]}".encode()
+            import base64
+
+            req.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                payload = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise ServiceError(f"influxd query {q!r} -> {exc.code}: {exc.read().decode(errors='replace')}") from exc
+        result = payload["results"][0]
+        if "error" in result:
+            raise ServiceError(f"influxd query {q!r}: {result['error']}")
+        return dict(result)
+
+    def points(self, measurement: str = "meter", *, where: str = "") -> list[dict[str, Any]]:
+        """Every stored point of ``measurement`` as ``{"time": ms, tag/field: value, ...}``, oldest first."""
+        q = f'SELECT * FROM "{measurement}"' + (f" WHERE {where}" if where else "")
+        out: list[dict[str, Any]] = []
+        for series in self.query(q, db=self.database).get("series", []):
+            cols = series["columns"]
+            out.extend(dict(zip(cols, row, strict=True)) for row in series["values"])
+        return out
+
+
+@pytest.fixture
+def influxdb1_factory(tmp_path: Path) -> Iterator[Callable[..., InfluxDB1]]:
+    """``make(auth=..., database=...) -> started InfluxDB 1.x``; all are closed after the test."""
+    _ensure_own_binary("influxd")
+    yield from _factory(InfluxDB1, tmp_path, "influxd")
+
+
+@pytest.fixture
+def fresh_influxdb1(influxdb1_factory: Callable[..., InfluxDB1]) -> InfluxDB1:
+    """An empty InfluxDB 1.x of this test's own, database ``meters``, no auth: stop/restart it freely."""
+    return influxdb1_factory()

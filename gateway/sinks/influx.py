@@ -4,7 +4,9 @@ One point per reading: measurement ``meter`` (configurable), tags ``gateway``,
 ``meter``, ``obis``, ``unit`` (left out when the unit is dimensionless, as
 line protocol has no empty tag values), field ``value`` written from the exact
 decimal text, time = ``meter_ts`` or ``ts``.  InfluxDB 1.8+, 2.x, 3.x and
-VictoriaMetrics all take this.
+VictoriaMetrics all take this.  ``api: v1`` writes the same lines to InfluxDB
+1.x's own ``/write?db=&rp=&precision=`` (1.7 and older have no v2 endpoint),
+logging in with ``username`` and a password from ``password_file``.
 
 The client's synchronous write API is used: its batching mode keeps an
 in-memory retry buffer that drops data after its retries.  The journal is the
@@ -16,8 +18,12 @@ newest rows, so live load is not held behind an hour of backlog.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -72,15 +78,25 @@ class InfluxSink:
         self.cfg = cfg
         self.journal = journal
         self.counters = SinkCounters()
-        token = read_secret("sinks.influxdb.token_file", value=cfg.token, file=cfg.token_file, env=cfg.token_env,
-                            base=base)
-        self._client = InfluxDBClient(url=cfg.url, token=token or "", org=cfg.org or "-",
-                                      timeout=int(cfg.timeout * 1000))
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._precision, self._per_second = _PRECISION[cfg.precision]
+        self._client: InfluxDBClient | None = None
+        self._v1: V1Writer | None = None
+        if cfg.api == "v1":
+            password = read_secret("sinks.influxdb.password_file", file=cfg.password_file, env=cfg.password_env,
+                                   base=base)
+            self._v1 = V1Writer(cfg, password)
+        else:
+            token = read_secret("sinks.influxdb.token_file", value=cfg.token, file=cfg.token_file,
+                                env=cfg.token_env, base=base)
+            self._client = InfluxDBClient(url=cfg.url, token=token or "", org=cfg.org or "-",
+                                          timeout=int(cfg.timeout * 1000))
+            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._wake = journal.subscribe()
 
     def _write(self, lines: list[str]) -> None:
+        if self._v1 is not None:
+            self._v1.write("\n".join(lines))
+            return
         self._write_api.write(bucket=self.cfg.bucket, org=self.cfg.org or "-", record="\n".join(lines),
                               write_precision=self._precision)
 
@@ -150,8 +166,59 @@ class InfluxSink:
                     await asyncio.wait_for(self._wake.wait(), timeout=min(self.cfg.flush_interval, 0.2))
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._client.close()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+
+class InfluxWriteError(Exception):
+    """A write InfluxDB did not take: ``status`` is the HTTP status (0: no answer), ``body`` its reason."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"HTTP {status} {reason}".strip() if status else reason)
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+_V1_PRECISION = {"s": "s", "ms": "ms", "us": "u", "ns": "n"}
+
+
+class V1Writer:
+    """``POST /write`` of InfluxDB 1.x: 204 means stored; anything else leaves the rows in the journal.
+
+    The password goes in a Basic authorization header, never in the URL (URLs end up in logs).
+    """
+
+    def __init__(self, cfg: InfluxConfig, password: str | None) -> None:
+        params = {"db": cfg.database or "", "precision": _V1_PRECISION[cfg.precision]}
+        if cfg.retention_policy:
+            params["rp"] = cfg.retention_policy
+        self.url = cfg.url.rstrip("/") + "/write?" + urllib.parse.urlencode(params)
+        self.timeout = cfg.timeout
+        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if cfg.username is not None:
+            pair = f"{cfg.username}:{password or ''}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def write(self, body: str) -> None:
+        req = urllib.request.Request(self.url, data=body.encode(), headers=self.headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                if not 200 <= resp.status < 300:
+                    raise InfluxWriteError(resp.status, resp.reason or "", resp.read(200).decode(errors="replace"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(200).decode(errors="replace") if exc.fp is not None else ""
+            raise InfluxWriteError(exc.code, str(exc.reason or ""), _v1_error(detail)) from None
+        except urllib.error.URLError as exc:
+            raise InfluxWriteError(0, str(exc.reason)) from None
+
+
+def _v1_error(body: str) -> str:
+    """InfluxDB 1.x answers errors as ``{"error": "..."}``; keep the text."""
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(body).get("error", body))
+    return body
 
 
 def _short(exc: Exception) -> str:

@@ -342,7 +342,7 @@ def test_commands_round_trip(simulate, mosquitto, tmp_path: Path) -> None:
     sim = simulate("modbus", "--profile", "eastron-sdm120", "--unit", "1", "--tcp", "0", "--freeze")
     gw_id = "gw-cmd"
     raw = _raw(gw_id, sim.port, tmp_path / "data", meters=(1,), interval="1h",
-               mqtt={"host": "127.0.0.1", "port": mosquitto.port})
+               mqtt={"host": "127.0.0.1", "port": mosquitto.port, "commands": True})
     base = f"meterlink/{gw_id}/cmd"
 
     async def scenario() -> dict[str, dict[str, Any]]:
@@ -399,7 +399,7 @@ def test_commands_can_be_switched_off(simulate, mosquitto, tmp_path: Path) -> No
     sim = simulate("modbus", "--profile", "eastron-sdm120", "--unit", "1", "--tcp", "0")
     gw_id = "gw-nocmd"
     raw = _raw(gw_id, sim.port, tmp_path / "data", meters=(1,), interval="1h",
-               mqtt={"host": "127.0.0.1", "port": mosquitto.port, "commands": False})
+               mqtt={"host": "127.0.0.1", "port": mosquitto.port})  # commands are off by default
 
     async def scenario() -> list[str]:
         gw = Gateway(parse_config(raw))
