@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from gateway.durations import brief, format_duration, parse_duration
@@ -51,7 +52,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 UNITS = ("Wh", "kWh", "MWh", "varh", "kvarh", "Mvarh", "VAh", "kVAh", "W", "kW", "MW", "var", "kvar",
          "Mvar", "VA", "kVA", "MVA", "V", "kV", "A", "Hz", "", "°", "s", "%")
-PROTOCOLS = ("modbus", "dlms", "dlt645")
+PROTOCOLS = ("modbus", "dlms", "dlt645", "dlt698")
 
 
 def supported_protocols() -> tuple[str, ...]:
@@ -121,9 +122,20 @@ class PointConfig(_Model):
     scale: Scale | None = None
     # dlt645
     di: str | None = None
+    # dlt698: the OAD; without an obis key the OBIS code comes from drivers/dlt698/oads.py
+    oad: str | None = None
     # dlms
     class_id: int | None = Field(default=None, ge=0, le=65535)
     attribute: int | None = Field(default=None, ge=1, le=127)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _obis_from_oad(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "obis" not in data and data.get("oad") is not None:
+            from drivers.dlt698.oads import default_obis
+
+            return {**data, "obis": default_obis(data["oad"])}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -190,7 +202,7 @@ class TimeSyncConfig(_Model):
 
 class MeterConfig(_Model):
     link: str
-    protocol: Literal["modbus", "dlms", "dlt645"]
+    protocol: Literal["modbus", "dlms", "dlt645", "dlt698"]
     address: int | str | dict[str, int | str]
     profile: str | None = None
     interval: Duration = 60.0
@@ -310,7 +322,7 @@ class ProfileConfig(_Model):
     """A device profile file (``config/profiles/README.md``)."""
 
     name: str
-    protocol: Literal["modbus", "dlms", "dlt645"]
+    protocol: Literal["modbus", "dlms", "dlt645", "dlt698"]
     manufacturer: str | None = None
     model: str | None = None
     source: str | None = None
@@ -348,6 +360,7 @@ class Point:
     word_order: str = "big"
     scale: Decimal = Decimal(1)
     di: str | None = None
+    oad: str | None = None
     class_id: int | None = None
     attribute: int = 2
 
@@ -732,7 +745,7 @@ def _check_timeouts(fc: FileConfig, bare: dict[str, float]) -> list[ConfigError]
 
 # ---------------------------------------------------------------------------
 
-_PROTOCOL_LINE_DEFAULTS = {"modbus": (9600, "E"), "dlt645": (2400, "E"), "dlms": (9600, "N")}
+_PROTOCOL_LINE_DEFAULTS = {"modbus": (9600, "E"), "dlt645": (2400, "E"), "dlms": (9600, "N"), "dlt698": (2400, "E")}
 
 
 def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
@@ -812,11 +825,12 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
         points, point_problems = resolve_points(m, profile, key)
         problems.extend(point_problems)
         if m.daily_frozen_days:
-            if m.protocol != "dlt645":
-                problems.append(ConfigError(f"{key}.daily_frozen_days", "only dlt645 meters have daily frozen data"))
+            if m.protocol not in ("dlt645", "dlt698"):
+                problems.append(ConfigError(f"{key}.daily_frozen_days", "only dlt645 and dlt698 meters have daily "
+                                                                        "frozen data"))
             else:
                 points.append(Point(obis="1.0.98.1.0.255", name="daily_frozen", unit="kWh", interval=3600.0,
-                                    di="05060101"))
+                                    **({"oad": "50040200"} if m.protocol == "dlt698" else {"di": "05060101"})))
         if not points and not point_problems:
             problems.append(ConfigError(f"{key}.points", "the meter has no points (name a profile or list points)"))
         max_regs = m.max_registers or (profile.max_registers if profile else None) or 125
@@ -946,6 +960,11 @@ def _check_address(m: MeterConfig) -> tuple[str | None, Any]:
         if not re.fullmatch(r"\d{12}", s):
             return f"{a!r} is not a DL/T 645 address (12 digits as on the nameplate, quoted)", a
         return None, s
+    if m.protocol == "dlt698":
+        s = str(a)
+        if not re.fullmatch(r"\d{12}", s):
+            return f"{a!r} is not a DL/T 698.45 server address (12 digits as on the nameplate, quoted)", a
+        return None, s
     if not isinstance(a, dict):
         return f"{a!r} is not a DLMS address ({{client: 16, logical: 1, physical: 17}})", a
     return None, a
@@ -998,7 +1017,7 @@ def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
     unit = d.get("unit", "")
     common = {"obis": obis, "name": name, "unit": unit, "interval": float(interval)}
     if m.protocol == "modbus":
-        for k in ("di", "class_id", "attribute"):
+        for k in ("di", "oad", "class_id", "attribute"):
             if k in d:
                 raise ConfigError(k, "is not a modbus key (register, function, type, word_order, scale)")
         if "register" not in d:
@@ -1041,6 +1060,14 @@ def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
         else:
             common["unit"] = item.unit
         return Point(**common, di=di)
+    if m.protocol == "dlt698":
+        from drivers.dlt698.oads import check_point
+
+        try:
+            oad, unit = check_point(d.get("oad"), d.get("unit"))
+        except ValueError as exc:
+            raise ConfigError("oad" if "unit" not in str(exc)[:6] else "unit", str(exc)) from None
+        return Point(**(common | {"unit": unit}), oad=oad)
     class_id = d.get("class_id", 3)
     return Point(**common, class_id=class_id, attribute=d.get("attribute", 2))
 

@@ -22,13 +22,22 @@ from gateway.reading import Quality
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PointResult:
-    """What a driver made of one point: a value, or why there is none."""
+    """What a driver made of one point: a value, or why there is none.
+
+    ``unit`` is the unit ``value`` is in as the meter reports it (DLMS
+    scaler-unit) or the standard defines it for the identifier (DL/T 645
+    appendix A); None when the driver only knows the point's configured unit.
+    :func:`gateway.scheduler.to_readings` turns it into the reading's unit
+    (CONTRACT section 5): the configured unit, converted where the meter
+    reports another multiple, else this one.
+    """
 
     point: Point
     value: Decimal | None
     quality: Quality = Quality.GOOD
     meter_ts: datetime | None = None
     error: str | None = None
+    unit: str | None = None
 
     @classmethod
     def invalid(cls, point: Point, error: str) -> PointResult:

@@ -113,6 +113,67 @@ def reading_from_dict(d: dict[str, object]) -> Reading:
     )
 
 
+# --- units (CONTRACT section 5: "the value converted to it where the meter reports another multiple") ---
+
+_MULTIPLES: dict[str, tuple[str, int]] = {
+    "Wh": ("Wh", 0), "kWh": ("Wh", 3), "MWh": ("Wh", 6),
+    "varh": ("varh", 0), "kvarh": ("varh", 3), "Mvarh": ("varh", 6),
+    "VAh": ("VAh", 0), "kVAh": ("VAh", 3), "MVAh": ("VAh", 6),
+    "W": ("W", 0), "kW": ("W", 3), "MW": ("W", 6),
+    "var": ("var", 0), "kvar": ("var", 3), "Mvar": ("var", 6),
+    "VA": ("VA", 0), "kVA": ("VA", 3), "MVA": ("VA", 6),
+    "V": ("V", 0), "kV": ("V", 3), "A": ("A", 0), "mA": ("A", -3), "Hz": ("Hz", 0), "s": ("s", 0),
+}
+
+
+class UnitMismatch(ValueError):
+    """The meter reports a unit that is no multiple of the point's (the point names the wrong object)."""
+
+
+def convert_unit(value: Decimal, have: str, want: str) -> Decimal:
+    """``value`` in unit ``have`` expressed in unit ``want``, exactly (1234567 Wh -> 1234.567 kWh).
+
+    Raises :class:`UnitMismatch` when the two are not multiples of one base unit.
+    """
+    if have == want:
+        return value
+    a, b = _MULTIPLES.get(have), _MULTIPLES.get(want)
+    if a is None or b is None or a[0] != b[0]:
+        raise UnitMismatch(f"the meter reports {have or 'no unit'}, the point is in {want or 'no unit'}")
+    return _plain(value.scaleb(a[1] - b[1]))
+
+
+# --- historical values: their own OBIS identity ----------------------------------------------------
+
+HISTORICAL_F = 126
+"""OBIS value group F of a value the meter froze in the past (a DL/T 645 daily freeze, 日冻结).
+
+IEC 62056-6-1 (DLMS UA Blue Book, OBIS value group F, "billing periods"):
+F = 255 is the current value; F = 0..99 is the value of the billing period
+whose counter VZ holds F; F = 101..125 is the (F-100)th last billing period,
+a relative code that shifts every day and reaches back only 25 periods; F = 126
+is "an unspecified number of most recent billing periods".  A freeze read from
+a meter's history has no VZ counter, and a relative code would file one and
+the same freeze under F = 101 today and F = 102 tomorrow, so Meterlink gives
+every historical value the fixed F = 126: ``1.0.1.8.0.126`` is the frozen
+forward active energy total, ``1.0.1.8.3.126`` tariff 3, and ``meter_ts``
+says which freeze it is (the freeze time).  A subscriber keyed on
+``1.0.1.8.0.255`` therefore never takes yesterday's freeze for the live register.
+"""
+
+
+def historical_obis(obis: str) -> str:
+    """The OBIS code of a historical (frozen) value of the register ``obis``: F = :data:`HISTORICAL_F`."""
+    a, b, c, d, e, _f = obis.split(".")
+    return f"{a}.{b}.{c}.{d}.{e}.{HISTORICAL_F}"
+
+
+def is_historical(obis: str) -> bool:
+    """Whether ``obis`` names a value from the meter's history (F = 0..126) rather than a live one (F = 255)."""
+    f = obis.rsplit(".", 1)[-1]
+    return f.isdigit() and int(f) <= HISTORICAL_F
+
+
 def float32_decimal(x: float) -> Decimal:
     """The shortest decimal that reads back as the same float32.
 

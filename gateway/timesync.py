@@ -6,6 +6,11 @@ refuses to run within 5 minutes of a full hour (midnight included).  It reads
 the clock first and only corrects a drift beyond the meter's tolerance; it
 reports the drift before and after.  Changing a meter is off unless the meter's
 ``time_sync.enabled`` is set, and every run is logged with its requester.
+
+A meter clock that carries no zone (DL/T 645) is read and set in the meter's
+``timezone`` (default: the gateway's own zone): the guard looks at the meter's
+wall clock, since that is when the meter freezes, and the 08H frame carries
+the meter's wall time, not the gateway's.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import datetime as dt
 from typing import Any, Protocol
 
-from gateway import logs
+from gateway import logs, meterclock
 from gateway.config import Meter
 from gateway.errors import MeterlinkError
 
@@ -23,9 +28,9 @@ BROADCAST_WINDOW = 300.0  # DL/T 645: a meter accepts a broadcast time sync only
 
 
 class ClockDriver(Protocol):
-    async def read_clock(self, address: str) -> Any: ...
+    async def read_clock(self, address: str, zone: str | None = None) -> Any: ...
 
-    async def set_clock(self, address: str | None, when: dt.datetime) -> None: ...
+    async def set_clock(self, address: str | None, when: dt.datetime, zone: str | None = None) -> None: ...
 
 
 class TimeSyncRefused(MeterlinkError):
@@ -33,7 +38,7 @@ class TimeSyncRefused(MeterlinkError):
 
 
 def guard(now: dt.datetime) -> str | None:
-    """Why a sync may not run at ``now`` (gateway local time), or None."""
+    """Why a sync may not run at ``now`` (the meter's wall clock), or None."""
     if now.minute >= 60 - GUARD_MINUTES or now.minute < GUARD_MINUTES:
         nxt = "midnight" if (now.hour == 23 and now.minute >= 55) or (now.hour == 0 and now.minute < 5) \
             else "a full hour"
@@ -49,13 +54,14 @@ async def sync_time(driver: object, meter: Meter, *, requester: str, now: dt.dat
         raise TimeSyncRefused(f"time sync is off for meter {meter.id} (set meters.{meter.id}.time_sync.enabled)")
     if not hasattr(driver, "read_clock") or not hasattr(driver, "set_clock"):
         raise TimeSyncRefused(f"time sync is not supported for {meter.protocol} meters")
-    local_now = (now or dt.datetime.now()).astimezone()
+    zone = meter.config.timezone
+    local_now = meterclock.wall_clock((now or dt.datetime.now()).astimezone(), zone)
     why = guard(local_now)
     if why:
         logs.warning("time sync refused", meter=meter.id, link=meter.link, requester=requester, reason=why)
         raise TimeSyncRefused(why)
     address = str(meter.address)
-    before = await driver.read_clock(address)  # type: ignore[attr-defined]
+    before = await driver.read_clock(address, zone)  # type: ignore[attr-defined]
     result: dict[str, Any] = {"meter": meter.id, "drift_before_s": round(before.drift, 3),
                               "tolerance_s": cfg.tolerance, "synced": False}
     if abs(before.drift) <= cfg.tolerance:
@@ -65,9 +71,9 @@ async def sync_time(driver: object, meter: Meter, *, requester: str, now: dt.dat
                             "set the clock on site")
     else:
         target = None if cfg.broadcast else address
-        await driver.set_clock(target, dt.datetime.now().astimezone())  # type: ignore[attr-defined]
+        await driver.set_clock(target, dt.datetime.now().astimezone(), zone)  # type: ignore[attr-defined]
         await asyncio.sleep(0.2)
-        after = await driver.read_clock(address)  # type: ignore[attr-defined]
+        after = await driver.read_clock(address, zone)  # type: ignore[attr-defined]
         result["drift_after_s"] = round(after.drift, 3)
         result["synced"] = abs(after.drift) <= max(cfg.tolerance, 2.0)
         result["method"] = "broadcast 08H" if target is None else "08H to the meter"

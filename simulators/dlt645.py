@@ -1,12 +1,16 @@
 """Simulated DL/T 645-2007 meters: several addresses on one bus, built on ``drivers.dlt645.codec``.
 
-Each meter has time-of-use energy registers that follow a sharp/peak/flat/valley
-timetable (tariffs 1-4 sum exactly to the total), 62 days of daily frozen
-data, a clock with a configurable drift that the 08H broadcast sets, error
-replies for identifiers it does not know, follow-up frames for replies longer
-than ``max_payload``, FE preambles of random length, and the fault injection
-all simulators share.  ``blocks=False`` emulates meters that answer block
-identifiers with "no requested data".
+Each meter has time-of-use energy registers for its ``tariffs`` tariffs (4 by
+default, following a sharp/peak/flat/valley timetable; 2, 8, 12, ... split the
+day evenly) that sum exactly to the total, 62 days of daily frozen data, a
+clock in its own ``timezone`` with a configurable drift that the 08H broadcast
+sets, error replies for identifiers it does not know, follow-up frames for
+replies longer than ``max_payload``, FE preambles of random length, and the
+fault injection all simulators share.  ``blocks=False`` emulates meters that
+answer block identifiers with an error (``block_error``: "no requested data",
+or "other error" as some meters do); ``history`` and ``missing`` emulate a
+meter whose frozen records beyond ``history`` days are not there yet, answered
+with an error, or with zeros or FF as some meters do.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from decimal import Decimal
 
 from drivers.dlt645 import codec, dis
 from drivers.dlt645.codec import Frame, Function
+from gateway import meterclock
 from gateway.errors import FrameError
 from simulators.faults import FaultPlan
 from simulators.model import MeterModel
@@ -34,6 +39,18 @@ TIMETABLE.update({h: 2 for h in (8, 9, 17, 18, 21)})
 TIMETABLE.update({h: 1 for h in (10, 11, 19, 20)})
 
 DAILY_KWH_RANGE = (8.0, 60.0)
+FOUR_TARIFF_SHARES = (0.08, 0.32, 0.35, 0.25)
+
+
+class BlockRefused(KeyError):
+    """The meter knows no block identifiers (``blocks=False``)."""
+
+
+def tariff_of_hour(hour: int, tariffs: int) -> int:
+    """The tariff (1..k) in force at ``hour``: the 尖峰平谷 timetable for 4 tariffs, equal slices otherwise."""
+    if tariffs == 4:
+        return TIMETABLE[hour]
+    return hour * tariffs // 24 + 1 if tariffs <= 24 else hour + 1
 
 
 @dataclass
@@ -44,29 +61,42 @@ class Dlt645Meter:
     model: MeterModel
     clock_offset: float = 0.0  # seconds the meter's clock runs ahead of true time
     blocks: bool = True
-    _tou: list[float] = field(default_factory=list)  # forward active energy per tariff 1-4, kWh
+    tariffs: int = 4  # 费率数: energy blocks hold total + this many tariffs
+    timezone: str | None = None  # the zone of the meter's wall clock (None: this machine's)
+    block_error: int = NO_REQUESTED_DATA  # ERR of the reply to a block when ``blocks`` is False
+    history: int = 62  # daily frozen records the meter holds (上1次..上history次)
+    missing: str = "error"  # how it answers a record it does not hold: error | zeros | ff
+    _tou: list[float] = field(default_factory=list)  # forward active energy per tariff 1..k, kWh
     _reverse: list[float] = field(default_factory=list)
     _last: float = 0.0
     _daily: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 1 <= self.tariffs <= dis.MAX_TARIFFS:
+            raise ValueError(f"tariffs={self.tariffs}: a meter has 1..{dis.MAX_TARIFFS}")
+        if self.missing not in ("error", "zeros", "ff"):
+            raise ValueError(f"missing={self.missing!r}: error | zeros | ff")
         rng = random.Random(int(self.address) if self.address.isdigit() else 7)
         total = rng.uniform(2000.0, 40000.0)
-        self._tou = [total * share for share in (0.08, 0.32, 0.35, 0.25)]
-        self._reverse = [rng.uniform(0.0, 50.0) * share for share in (0.1, 0.3, 0.4, 0.2)]
+        self._shares = FOUR_TARIFF_SHARES if self.tariffs == 4 else (1.0 / self.tariffs,) * self.tariffs
+        self._tou = [total * share for share in self._shares]
+        reverse_shares = (0.1, 0.3, 0.4, 0.2) if self.tariffs == 4 else self._shares
+        self._reverse = [rng.uniform(0.0, 50.0) * share for share in reverse_shares]
         self._daily = rng.uniform(*DAILY_KWH_RANGE)
         self._last = self.model.start
 
     # --- time ---------------------------------------------------------------------
 
     def now(self) -> dt.datetime:
-        """The meter's own local wall time (naive, as the meter keeps it)."""
+        """The meter's own local wall time in its zone (naive, as the meter keeps it)."""
         base = self.model.start if self.model.frozen else dt.datetime.now().timestamp()
-        return dt.datetime.fromtimestamp(base + self.clock_offset).replace(microsecond=0)
+        aware = dt.datetime.fromtimestamp(base + self.clock_offset, dt.UTC)
+        return meterclock.wall_clock(aware, self.timezone).replace(microsecond=0)
 
     def set_clock(self, when: dt.datetime) -> None:
+        """Set the wall clock to ``when`` (naive, the meter's zone), as an 08H time sync does."""
         true_now = self.model.start if self.model.frozen else dt.datetime.now().timestamp()
-        self.clock_offset = when.timestamp() - true_now
+        self.clock_offset = meterclock.localize(when, self.timezone).timestamp() - true_now
 
     def _advance(self) -> None:
         if self.model.frozen:
@@ -76,14 +106,14 @@ class Dlt645Meter:
         if dt_s <= 0:
             return
         p_kw = float(self.model.value("1.0.16.7.0.255")) / 1000.0
-        tariff = TIMETABLE[self.now().hour]
+        tariff = tariff_of_hour(self.now().hour, self.tariffs)
         self._tou[tariff - 1] += max(p_kw, 0.0) * dt_s / 3600.0
         self._last = t
 
     # --- registers ---------------------------------------------------------------
 
     def forward(self) -> list[Decimal]:
-        """Total and tariffs 1-4, each as the meter shows it (0.01 kWh); the total is their exact sum."""
+        """Total and tariffs 1..k, each as the meter shows it (0.01 kWh); the total is their exact sum."""
         self._advance()
         tariffs = [Decimal(f"{v:.2f}") for v in self._tou]
         return [sum(tariffs, Decimal(0)), *tariffs]
@@ -100,7 +130,7 @@ class Dlt645Meter:
         fwd = self.forward()[1:]
         past = []
         for i, v in enumerate(fwd):
-            share = (0.08, 0.32, 0.35, 0.25)[i]
+            share = self._shares[i]
             past.append(max(Decimal(0), v - Decimal(f"{self._daily * share * hours_back / 24.0:.2f}")))
         rev = self.reverse()[1:]
         return when, [sum(past, Decimal(0)), *past], [sum(rev, Decimal(0)), *rev]
@@ -108,12 +138,14 @@ class Dlt645Meter:
     def value_of(self, di: str) -> Decimal | dt.date | dt.time | dt.datetime | str:
         """The value of one single (non-block) identifier."""
         item = dis.lookup(di)
-        if di.startswith("0001") and di[4:6] != "FF":
-            return self.forward()[int(di[4:6], 16)]
-        if di.startswith("0002") and di[4:6] != "FF":
-            return self.reverse()[int(di[4:6], 16)]
-        if di.startswith("0000") and di[4:6] != "FF":
+        if di[:4] in ("0000", "0001", "0002") and di[4:6] != "FF":
             t = int(di[4:6], 16)
+            if t > self.tariffs:
+                raise KeyError(f"{di}: the meter has {self.tariffs} tariffs")
+            if di.startswith("0001"):
+                return self.forward()[t]
+            if di.startswith("0002"):
+                return self.reverse()[t]
             return self.forward()[t] + self.reverse()[t]
         if di in ("00030000", "00040000"):
             return Decimal(f"{float(self.model.value(item.obis or '')):.2f}")
@@ -135,15 +167,21 @@ class Dlt645Meter:
         item = dis.lookup(di)
         if di.startswith("0506"):
             n = int(di[6:8], 16)
-            when, fwd, rev = self.frozen(n)
             kind = di[4:6]
+            if n > self.history:
+                if self.missing == "error":
+                    raise KeyError(di)
+                length = 5 if kind == "00" else dis.item_length(di, self.tariffs)
+                return bytes((0x00 if self.missing == "zeros" else 0xFF,)) * length
+            when, fwd, rev = self.frozen(n)
             if kind == "00":
                 return codec.encode_value("YYMMDDhhmm", when)
             return dis.encode_item(di, fwd if kind == "01" else rev)
         if item.is_block:
             if not self.blocks:
-                raise KeyError(di)
-            return dis.encode_item(di, [self.value_of(m) for m in item.members])
+                raise BlockRefused(di)
+            members = item.members[: self.tariffs + 1] if item.tariff_block else item.members
+            return dis.encode_item(di, [self.value_of(m) for m in members])
         return dis.encode_item(di, [self.value_of(di)])
 
 
@@ -232,6 +270,8 @@ class Dlt645Handler:
             di = codec.decode_di(frame.data[:4])
             try:
                 payload = meter.payload(di)
+            except BlockRefused:
+                return codec.error_reply(meter.address, fn, meter.block_error)
             except (KeyError, FrameError, ValueError):
                 return codec.error_reply(meter.address, fn, NO_REQUESTED_DATA)
             chunks = [payload[i:i + self.max_payload - 5] for i in range(0, len(payload), self.max_payload - 5)] \

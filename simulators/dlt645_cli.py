@@ -8,7 +8,8 @@ import re
 import sys
 
 from gateway.durations import parse_duration
-from simulators.dlt645 import Dlt645Handler, Dlt645Meter
+from gateway.meterclock import check_zone
+from simulators.dlt645 import NO_REQUESTED_DATA, OTHER_ERROR, Dlt645Handler, Dlt645Meter
 from simulators.faults import FaultPlan, parse_fault
 from simulators.model import MeterModel
 
@@ -24,7 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="inject a fault: silent|late|crc|exception|truncate|garbage, probability P, one meter")
     m.add_argument("--late-delay", default="2s")
     m.add_argument("--clock-drift", default="0s", help="how far the meters' clocks run ahead, e.g. 90s (or -90s)")
-    m.add_argument("--no-blocks", action="store_true", help="answer block identifiers with 'no requested data'")
+    m.add_argument("--no-blocks", action="store_true", help="answer block identifiers with an error (--block-error)")
+    m.add_argument("--block-error", choices=("no-data", "other"), default="no-data",
+                   help="the ERR of a refused block: 'no requested data' (bit 1) or 'other error' (bit 0)")
+    m.add_argument("--tariffs", type=int, default=4, metavar="N",
+                   help="tariffs per energy block (1-63; default 4, 尖峰平谷); blocks hold total + N values")
+    m.add_argument("--timezone", metavar="ZONE", help="IANA zone of the meters' wall clocks (default: this machine's)")
+    m.add_argument("--history", type=int, default=62, metavar="DAYS",
+                   help="daily frozen records the meters hold (1-62; default 62)")
+    m.add_argument("--missing-records", choices=("error", "zeros", "ff"), default="error",
+                   help="how a record beyond --history is answered: an error, or all zeros / all FF bytes")
     m.add_argument("--max-payload", type=int, default=200, help="longer replies are sent as follow-up frames")
     m.add_argument("--freeze", action="store_true", help="values and clocks do not change")
     m.add_argument("--seed", type=int, default=1)
@@ -51,8 +61,23 @@ def run(args: argparse.Namespace) -> int:
     if not 16 <= args.max_payload <= 200:
         print("meterlink simulate: --max-payload must be 16-200", file=sys.stderr)
         return 2
+    if not 1 <= args.tariffs <= 63:
+        print(f"meterlink simulate: --tariffs {args.tariffs}: a DL/T 645 meter has 1-63 tariffs", file=sys.stderr)
+        return 2
+    if not 1 <= args.history <= 62:
+        print(f"meterlink simulate: --history {args.history}: a meter keeps 1-62 daily freezes", file=sys.stderr)
+        return 2
+    if args.timezone is not None:
+        try:
+            check_zone(args.timezone)
+        except ValueError as exc:
+            print(f"meterlink simulate: --timezone {exc}", file=sys.stderr)
+            return 2
+    block_error = OTHER_ERROR if args.block_error == "other" else NO_REQUESTED_DATA
     meters = {a: Dlt645Meter(a, MeterModel(seed=args.seed + i, frozen=args.freeze), clock_offset=drift,
-                             blocks=not args.no_blocks) for i, a in enumerate(addresses)}
+                             blocks=not args.no_blocks, tariffs=args.tariffs, timezone=args.timezone,
+                             block_error=block_error, history=args.history, missing=args.missing_records)
+              for i, a in enumerate(addresses)}
     return asyncio.run(_serve(args, meters, FaultPlan(faults), late))
 
 

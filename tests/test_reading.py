@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from gateway.config import Meter, Point
 from gateway.reading import Quality, Reading, float32_decimal, reading_from_dict
 
 
@@ -53,3 +54,71 @@ def test_reading_is_immutable() -> None:
     r = _reading(Decimal(1))
     with pytest.raises(AttributeError):
         r.value = Decimal(2)  # type: ignore[misc]
+
+
+# --- issue 11: units from the meter, historical identity, meter clocks --------------------------------------
+
+
+def _point(obis: str = "1.0.1.8.0.255", unit: str = "") -> Point:
+    return Point(obis=obis, name="energy", unit=unit, interval=60.0, class_id=3)
+
+
+def _meter() -> Meter:
+    from gateway.config import MeterConfig
+
+    cfg = MeterConfig(link="l", protocol="dlms", address={"client": 16, "logical": 1})
+    return Meter(id="m", link="l", protocol="dlms", address=cfg.address, points=(), config=cfg)
+
+
+def _unit_of(point_unit: str, meter_unit: str | None, value: str) -> tuple[str, Decimal | None, Quality]:
+    from gateway.driver import PointResult
+    from gateway.scheduler import to_readings
+
+    ts = datetime(2026, 1, 5, tzinfo=UTC)
+    (r,) = to_readings("gw", _meter(), ts, [PointResult(point=_point(unit=point_unit), value=Decimal(value),
+                                                        unit=meter_unit)])
+    return r.unit, r.value, r.quality
+
+
+def test_a_point_without_unit_takes_the_meters() -> None:
+    # DLMS Register 1.0.1.8.0.255, scaler-unit Wh, no unit in the configuration (it printed unit "")
+    assert _unit_of("", "Wh", "1234567") == ("Wh", Decimal("1234567"), Quality.GOOD)
+
+
+def test_a_configured_unit_is_kept_and_the_value_converted_to_it() -> None:
+    assert _unit_of("kWh", "Wh", "1234567") == ("kWh", Decimal("1234.567"), Quality.GOOD)
+    assert _unit_of("W", "kW", "1.5") == ("W", Decimal("1500"), Quality.GOOD)
+    assert _unit_of("kWh", None, "12.5") == ("kWh", Decimal("12.5"), Quality.GOOD)
+
+
+def test_a_unit_that_is_no_multiple_makes_the_reading_invalid() -> None:
+    unit, value, quality = _unit_of("kWh", "V", "230")
+    assert (unit, value, quality) == ("kWh", None, Quality.INVALID)
+
+
+def test_historical_values_have_their_own_obis() -> None:
+    from gateway.reading import HISTORICAL_F, historical_obis, is_historical
+
+    assert HISTORICAL_F == 126
+    assert historical_obis("1.0.1.8.3.255") == "1.0.1.8.3.126"
+    assert is_historical("1.0.1.8.0.126") and not is_historical("1.0.1.8.0.255")
+
+
+def test_meter_clock_zone_is_applied_per_time_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's own zone (no ``timezone`` key) is applied with the offset of each time stamp (DST)."""
+    import time
+
+    from gateway.meterclock import localize, wall_clock
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        winter, summer = datetime(2026, 3, 28, 0, 0), datetime(2026, 3, 30, 0, 0)  # DST began 2026-03-29
+        assert localize(winter, None).utcoffset().total_seconds() == 3600  # type: ignore[union-attr]
+        assert localize(summer, None).utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    shanghai = localize(datetime(2026, 1, 5, 8, 0), "Asia/Shanghai")
+    assert shanghai.astimezone(UTC) == datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+    assert wall_clock(datetime(2026, 1, 5, 0, 0, tzinfo=UTC), "Asia/Shanghai") == datetime(2026, 1, 5, 8, 0)

@@ -50,10 +50,15 @@ from drivers.dlms.session import DEFAULT_CLIENT_TITLE, HLS_GMAC, LLS, NONE, Obje
 from gateway.config import Link, Meter, Point, SerialLinkConfig
 from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
+from gateway.meterclock import zone_info
+from gateway.reading import Quality
 from gateway.secrets import read_secret
 
 REGISTER, EXTENDED_REGISTER, DEMAND_REGISTER, CLOCK, PROFILE = 3, 4, 5, 8, 7
 SCALED = {REGISTER: 3, EXTENDED_REGISTER: 3, DEMAND_REGISTER: 4}  # class -> attribute of its scaler_unit
+# class -> the attributes its scaler_unit applies to (Blue Book 4.3.4: a demand register's current_average_value
+# (2) and last_average_value (3) both)
+SCALED_VALUES = {REGISTER: (2,), EXTENDED_REGISTER: (2,), DEMAND_REGISTER: (2, 3)}
 SESSION_IDLE = 60.0       # seconds an association is reused for (meters drop idle ones after 1-2 min)
 DEFAULT_BACKFILL = 86400.0
 MAX_REASSOCIATIONS = 5
@@ -278,7 +283,8 @@ class _Plan:
         for p in self.plain:
             cls = p.class_id or REGISTER
             self._add(AttributeRef(cls, p.obis, p.attribute))
-            if cls in SCALED and p.attribute == 2 and (cls, p.obis, SCALED[cls]) not in self.st.scalers:
+            if cls in SCALED and p.attribute in SCALED_VALUES[cls] and (cls, p.obis, SCALED[cls]) not in \
+                    self.st.scalers:
                 self._add(AttributeRef(cls, p.obis, SCALED[cls]))
             if cls == EXTENDED_REGISTER and p.attribute == 2:
                 self._add(AttributeRef(cls, p.obis, 5))  # capture_time: the value's meter_ts
@@ -334,21 +340,24 @@ class _Plan:
         cls = p.class_id or REGISTER
         d = self._value(AttributeRef(cls, p.obis, p.attribute))
         if cls == CLOCK and p.attribute == 2:
-            meter_time = axdr.as_datetime(d)
+            meter_time = axdr.as_datetime(d, zone_info(self.meter.config.timezone))
             drift = Decimal(str(round((meter_time - gateway_time).total_seconds(), 3)))
-            return PointResult(point=p, value=units.plain(drift), meter_ts=meter_time)
+            return _clock_quality(PointResult(point=p, value=units.plain(drift), meter_ts=meter_time, unit="s"),
+                                  axdr.clock_status(d))
         value = _number(d)
         meter_ts = None
-        if cls in SCALED and p.attribute == 2:
+        if cls in SCALED and p.attribute in SCALED_VALUES[cls]:
             scaler, unit = self._scaler(cls, p.obis)
             value = units.scale(value, scaler)
             try:
-                value, _unit = units.convert(value, unit, p.unit)
+                value, unit = units.convert(value, unit, p.unit)
             except units.UnitMismatch as exc:
                 raise ValueError(str(exc)) from None
-            if cls == EXTENDED_REGISTER:
+            if cls == EXTENDED_REGISTER and p.attribute == 2:
                 with contextlib.suppress(ObjectError, FrameError, ValueError):
-                    meter_ts = axdr.as_datetime(self._value(AttributeRef(cls, p.obis, 5)))
+                    meter_ts = axdr.as_datetime(self._value(AttributeRef(cls, p.obis, 5)),
+                                                zone_info(self.meter.config.timezone))
+            return PointResult(point=p, value=units.plain(value), meter_ts=meter_ts, unit=unit)
         return PointResult(point=p, value=units.plain(value), meter_ts=meter_ts)
 
     # --- profile generic ---
@@ -360,7 +369,8 @@ class _Plan:
                 st.captures[p.obis] = _capture_objects(self._value(AttributeRef(PROFILE, p.obis, 3)))
                 period = self._value(AttributeRef(PROFILE, p.obis, 4))
                 st.periods[p.obis] = int(period.value) if isinstance(period.value, int) else 0
-            meter_now = axdr.as_datetime(self._value(AttributeRef(CLOCK, ap.CLOCK_OBIS, 2)))
+            meter_now = axdr.as_datetime(self._value(AttributeRef(CLOCK, ap.CLOCK_OBIS, 2)),
+                                         zone_info(self.meter.config.timezone))
         except ObjectError as exc:
             self.profile_out[p.obis] = [PointResult.invalid(p, f"the meter answered {exc}")]
             return
@@ -374,8 +384,8 @@ class _Plan:
             return
         # scalers of the captured registers, read once per meter like the registers' own
         need = [AttributeRequest(AttributeRef(c.class_id, c.obis, SCALED[c.class_id])) for c in columns
-                if c.class_id in SCALED and c.attribute == 2 and (c.class_id, c.obis, SCALED[c.class_id]) not in
-                st.scalers]
+                if c.class_id in SCALED and c.attribute in SCALED_VALUES[c.class_id]
+                and (c.class_id, c.obis, SCALED[c.class_id]) not in st.scalers]
         if need:
             got = await session.get_many(need)
             for req, raw in zip(need, got, strict=True):
@@ -402,15 +412,19 @@ class _Plan:
                 continue
             newest = max(newest, ts)
             status = Decimal(0)
+            clock_status = 0
+            record: list[PointResult] = []
             for col, d in values:
                 if col.class_id == CLOCK:
+                    clock_status = axdr.clock_status(d)
                     continue
                 if col.obis.startswith("0.0.96.10."):  # status word of the record
                     with contextlib.suppress(ValueError):
                         status = _number(d)
                     continue
-                out.append(self._column(p, col, d, ts, named.get(col.obis)))
-            out.append(PointResult(point=p, value=status, meter_ts=ts))
+                record.append(self._column(p, col, d, ts, named.get(col.obis)))
+            record.append(PointResult(point=p, value=status, meter_ts=ts))
+            out.extend(_clock_quality(r, clock_status) for r in record)
         if newest > start:
             st.profile_last[p.obis] = newest
         self.profile_out[p.obis] = out
@@ -423,7 +437,7 @@ class _Plan:
         try:
             value = _number(d)
             key = (col.class_id, col.obis, SCALED.get(col.class_id, 0))
-            if col.class_id in SCALED and col.attribute == 2:
+            if col.class_id in SCALED and col.attribute in SCALED_VALUES[col.class_id]:
                 if key not in self.st.scalers:
                     return PointResult.invalid(point, "no scaler-unit for this captured register")
                 scaler, meter_unit = self.st.scalers[key]
@@ -447,6 +461,25 @@ def _number(d: axdr.Data) -> Decimal:
     if d.tag in (axdr.Tag.FLOAT32, axdr.Tag.FLOAT64) and d.value is None:
         raise ValueError("the meter returns NaN or infinity")
     return d.number()
+
+
+def _clock_quality(r: PointResult, status: int) -> PointResult:
+    """A reading whose time stamp the meter itself flags (Blue Book 4.1.6.1 clock_status) is not good.
+
+    Bit 0 "invalid value": the meter does not know its time, so the value
+    belongs to no known instant: quality invalid, no value.  Bit 1 "doubtful
+    value": the time may be off (after a power failure, before a sync):
+    quality estimated, the value kept.
+    """
+    if r.quality is not Quality.GOOD:
+        return r
+    if status & axdr.CLOCK_INVALID:
+        return dataclasses.replace(r, value=None, quality=Quality.INVALID,
+                                   error=f"the meter flags its clock invalid (clock status {status:#04x})")
+    if status & axdr.CLOCK_DOUBTFUL:
+        return dataclasses.replace(r, quality=Quality.ESTIMATED,
+                                   error=f"the meter flags its clock doubtful (clock status {status:#04x})")
+    return r
 
 
 def _scaler_unit(d: axdr.Data) -> tuple[int, str]:

@@ -8,6 +8,16 @@ descriptor), or an asyncio TCP stream.  A :class:`Channel` carries one APDU
 request and its response over it: :class:`HdlcChannel` (IEC 62056-46:
 SNRM/UA, I frames, segmentation with RR, DISC) or :class:`WrapperChannel`
 (IEC 62056-47).  Timeouts are the link's; each waiting step gives up after it.
+
+A late answer must never be taken for the next one (issue 16).  HDLC frames
+carry both addresses and the N(S)/N(R) sequence numbers, and only a frame from
+the server address to our client address with the expected kind and N(S) is
+accepted.  Besides, after an exchange went unanswered, the next one first
+waits out the line's silence (one timeout without a byte, at most three in
+all) and discards what arrives meanwhile, as ``drivers.channel`` does; a
+resend inside one exchange (SNRM again, RR for a lost I frame) goes out at
+once, because the late answer is the answer to it.  OS errors read as
+``drivers.serial_errors`` words them.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import termios
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -23,6 +34,7 @@ import serial
 
 from drivers.dlms import hdlc, wrapper
 from drivers.dlms.hdlc import Frame, HdlcAddress, HdlcParameters, Kind
+from drivers.serial_errors import serial_error_text, tcp_error_text
 from gateway.errors import FrameError, LinkError, MeterTimeout
 
 T = TypeVar("T")
@@ -42,6 +54,8 @@ class ByteLink:
         self._data = asyncio.Event()
         self._closed_reason: str | None = None
         self.trace: Callable[[bool, bytes], None] | None = None
+        self.last_rx = 0.0  # monotonic time bytes last arrived
+        self.unanswered_at: float | None = None  # an exchange gave up at this time: its answer may still come
 
     async def open(self) -> None:
         raise NotImplementedError
@@ -59,6 +73,7 @@ class ByteLink:
     def _received(self, data: bytes) -> None:
         if self.trace:
             self.trace(False, data)
+        self.last_rx = time.monotonic()
         self.buffer.extend(data)
         self._data.set()
 
@@ -69,6 +84,21 @@ class ByteLink:
     def discard_input(self) -> None:
         """Drop stale bytes (a late answer to a request we gave up on) before a new request."""
         self.buffer.clear()
+
+    async def settle(self, quiet: float) -> None:
+        """After an unanswered exchange: discard input until ``quiet`` s passed without a byte (at most 3x)."""
+        if self.unanswered_at is None:
+            return
+        limit = time.monotonic() + 3 * quiet
+        while self._closed_reason is None:
+            self.buffer.clear()
+            now = time.monotonic()
+            wait = max(self.last_rx, self.unanswered_at) + quiet - now
+            if wait <= 0 or now >= limit:
+                break
+            await asyncio.sleep(min(wait, limit - now))
+        self.buffer.clear()
+        self.unanswered_at = None
 
     async def receive(self, decode: Callable[[bytearray], tuple[int, T | None]], deadline: float) -> T:
         """The next item ``decode`` finds in the stream, waiting until ``deadline`` (monotonic)."""
@@ -106,8 +136,8 @@ class SerialLink(ByteLink):
             return
         try:
             s = serial.Serial(self.port, timeout=0, write_timeout=0, exclusive=True, **self.settings)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkError(f"cannot open {self.describe}: {_reason(exc)}") from exc
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            raise LinkError(f"cannot open {self.describe}: {_reason(exc, self.describe)}") from exc
         self._serial = s
         self._closed_reason = None
         self._loop = asyncio.get_running_loop()
@@ -121,7 +151,7 @@ class SerialLink(ByteLink):
             return
         except OSError as exc:
             self._stop_reading()
-            self._lost(f"read failed: {_reason(exc)}")
+            self._lost(f"read failed: {_reason(exc, self.describe)}")
             return
         if data:
             self._received(data)
@@ -145,7 +175,7 @@ class SerialLink(ByteLink):
                 await asyncio.sleep(0.002)
                 continue
             except OSError as exc:
-                raise LinkError(f"{self.describe}: write failed: {_reason(exc)}") from exc
+                raise LinkError(f"{self.describe}: write failed: {_reason(exc, self.describe)}") from exc
             view = view[n:]
 
     async def close(self) -> None:
@@ -222,14 +252,11 @@ class _TcpProtocol(asyncio.Protocol):
             self.link._lost("the meter closed the connection" if exc is None else f"connection lost: {_reason(exc)}")
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, serial.SerialException):  # "[Errno 2] could not open port X: [Errno 2] No such file ...: 'X'"
-        return str(exc).rsplit("] ", 1)[-1].split(": '")[0]
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+def _reason(exc: BaseException, line: str | None = None) -> str:
+    """``line`` (``PORT 9600 8E1``) for a serial port's errors; TCP's otherwise."""
+    if line is not None or isinstance(exc, (serial.SerialException, termios.error)):
+        return serial_error_text(exc, line=(line or "").split(" ", 1)[-1])
+    return tcp_error_text(exc)
 
 
 # --- channels: one APDU exchange at a time -------------------------------------------------------
@@ -257,11 +284,16 @@ class WrapperChannel:
         await self.link.open()
 
     async def request(self, apdu: bytes) -> bytes:
+        await self.link.settle(self.timeout)
         self.link.discard_input()
         await self.link.write(wrapper.WrapperFrame(source=self.client, destination=self.logical, apdu=apdu).to_bytes())
         deadline = time.monotonic() + self.timeout
         while True:
-            frame = await self.link.receive(wrapper.decode, deadline)
+            try:
+                frame = await self.link.receive(wrapper.decode, deadline)
+            except MeterTimeout:
+                self.link.unanswered_at = time.monotonic()
+                raise
             if frame.destination == self.client and frame.source == self.logical:
                 return frame.apdu
 
@@ -305,6 +337,7 @@ class HdlcChannel:
     async def _exchange(self, frame: Frame, accept: Callable[[Frame], bool], what: str) -> Frame:
         """Send ``frame`` and wait for a frame ``accept`` takes; resend up to ``tries`` times on silence."""
         self.last_bad = None
+        await self.link.settle(self.timeout)
         for attempt in range(self.tries):
             self.link.discard_input()
             await self.link.write(hdlc.encode_frame(frame))
@@ -320,6 +353,7 @@ class HdlcChannel:
                     if accept(reply):
                         return reply
             except MeterTimeout:
+                self.link.unanswered_at = time.monotonic()
                 if attempt + 1 < self.tries:
                     if frame.kind is Kind.I:  # the response may have been lost: poll for it with RR
                         frame = self.seq.rr()

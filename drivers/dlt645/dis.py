@@ -20,11 +20,24 @@ OBIS mapping notes (IEC 62056-61 codes ``A.B.C.D.E.F``):
 * combined reactive energy 1/2 (组合无功1/2) are mapped to C=3 (Q1+Q2) and C=4
   (Q3+Q4), their usual default reactive combination mode words (04000602,
   04000603); the meter can be configured otherwise.
+* instantaneous reactive power (瞬时无功功率, 0204xxxx) is signed ("最高位表示
+  方向"): the OBIS codes C = 3/23/43/63 are reactive power *import* only
+  (Q+ = QI+QII, IEC 62056-6-1 value group C) and C = 4/24/44/64 export only
+  (Q- = QIII+QIV); the standard has no code for a signed Q = Q+ - Q- (the
+  active counterpart, C = 16, exists; no reactive one).  Meterlink publishes
+  a signed reactive power in the manufacturer-specific range of value group C
+  (128..199) as 128 + the import code: :data:`SIGNED_REACTIVE_POWER_C` =
+  131 total, 151/171/191 L1/L2/L3, so no subscriber reads an export as an
+  import.
+* tariff t (DI1 = t, 1..63) maps to OBIS E = t, the IEC 62056-6-1 tariff
+  ("rate") number 1..63; E = 0 is the total.
 * blocks have no OBIS code of their own: their members do.
 
-Energy blocks hold "total, tariff 1..k" for the meter's k tariffs; this table
-assumes k = 4 (the common 尖峰平谷 tariff split), so a block is 5 values and a
-meter with another tariff count makes ``decode_item`` raise ``FrameError``.
+Energy blocks (``00xxFF00``, and the daily frozen blocks ``0506xxnn``) hold
+"total, tariff 1..k" for the meter's k tariffs (表A.1: "数据块 ... 总, 费率1..
+费率k"); k is the meter's configured tariff count (2, 4, 8, 12, ... up to 63),
+so the reply length is 4 x (k + 1) bytes and ``decode_item`` derives k from it
+instead of assuming the common 4-tariff (尖峰平谷) split.
 """
 
 from __future__ import annotations
@@ -38,7 +51,17 @@ from drivers.dlt645.codec import FORMATS, Value, decode_value, encode_value, nor
 from gateway.errors import FrameError
 
 TARIFFS: Final = 4
-"""Tariffs per energy block (total + tariffs 1..4 = 5 values)."""
+"""The common tariff count (尖峰平谷); only ``item_length``'s default, never assumed when decoding."""
+
+MAX_TARIFFS: Final = 63
+"""Single-tariff identifiers exist for DI1 = 01..3FH (IEC 62056-6-1 tariff numbers E = 1..63 alike)."""
+
+SIGNED_REACTIVE_POWER_C: Final = (131, 151, 171, 191)
+"""OBIS value group C of a signed reactive power, total / L1 / L2 / L3: 128 + the import-only code.
+
+IEC 62056-6-1 C = 3/23/43/63 is reactive power+ (QI+QII) only and 4/24/44/64
+reactive power- (QIII+QIV) only; there is no standard code for the signed
+difference, so it lives in the manufacturer-specific range 128..199."""
 
 DAILY_FROZEN_RECORDS: Final = 62
 """日冻结: the meter keeps the last 62 daily freezes ("上1次".."上62次"), DI0 = 01H..3EH."""
@@ -61,6 +84,7 @@ class DataItem:
     fmt: str
     signed: bool = False
     members: tuple[str, ...] = ()
+    tariff_block: bool = False  # members = total, tariff 1..63; the reply holds total + the meter's k tariffs
 
     def __post_init__(self) -> None:
         normalize_di(self.di)
@@ -79,10 +103,10 @@ def _obis(c: int, d: int, e: int = 0) -> str:
 def _build() -> dict[str, DataItem]:
     items: list[DataItem] = []
 
-    def block(di: str, name: str, members: Sequence[str], *, fmt: str, unit: str, signed: bool) -> None:
-        items.append(
-            DataItem(di=di, name=name, obis=None, unit=unit, fmt=fmt, signed=signed, members=tuple(members))
-        )
+    def block(di: str, name: str, members: Sequence[str], *, fmt: str, unit: str, signed: bool,
+              tariffs: bool = False) -> None:
+        items.append(DataItem(di=di, name=name, obis=None, unit=unit, fmt=fmt, signed=signed,
+                              members=tuple(members), tariff_block=tariffs))
 
     # 表A.1 电能量: DI3=00, DI2 = quantity, DI1 = tariff (00 total, FF block), DI0 = 00 current
     energies = (
@@ -93,7 +117,7 @@ def _build() -> dict[str, DataItem]:
     )
     for di2, name, c, signed in energies:
         members = []
-        for tariff in range(TARIFFS + 1):
+        for tariff in range(MAX_TARIFFS + 1):
             di = f"00{di2:02X}{tariff:02X}00"
             label = "total" if tariff == 0 else f"tariff {tariff}"
             items.append(
@@ -103,8 +127,8 @@ def _build() -> dict[str, DataItem]:
                 )
             )
             members.append(di)
-        block(f"00{di2:02X}FF00", f"{name}, block (total, tariffs 1-{TARIFFS})", members,
-              fmt="XXXXXX.XX", unit="kWh", signed=signed)
+        block(f"00{di2:02X}FF00", f"{name}, block (total, tariffs 1-k)", members,
+              fmt="XXXXXX.XX", unit="kWh", signed=signed, tariffs=True)
     items.append(DataItem(di="00030000", name="combined reactive energy 1, total", obis=_obis(3, 8),
                           unit="kvarh", fmt="XXXXXX.XX", signed=True))  # 组合无功1
     items.append(DataItem(di="00040000", name="combined reactive energy 2, total", obis=_obis(4, 8),
@@ -117,7 +141,8 @@ def _build() -> dict[str, DataItem]:
         (0x01, "voltage", "V", "XXX.X", None, (32, 52, 72)),  # 电压
         (0x02, "current", "A", "XXX.XXX", None, (31, 51, 71)),  # 电流
         (0x03, "active power", "kW", "XX.XXXX", 16, (36, 56, 76)),  # 瞬时有功功率
-        (0x04, "reactive power", "kvar", "XX.XXXX", 3, (23, 43, 63)),  # 瞬时无功功率
+        (0x04, "reactive power", "kvar", "XX.XXXX", SIGNED_REACTIVE_POWER_C[0],
+         SIGNED_REACTIVE_POWER_C[1:]),  # 瞬时无功功率, signed: not the import-only C = 3/23/43/63
         (0x06, "power factor", "", "X.XXX", 13, (33, 53, 73)),  # 功率因数
     )
     for di2, name, unit, fmt, total_c, phase_c in variables:
@@ -150,9 +175,9 @@ def _build() -> dict[str, DataItem]:
         items.append(DataItem(di=f"050600{n:02X}", name=f"freeze time, {ago}", obis=None, unit="",
                               fmt="YYMMDDhhmm"))
         block(f"050601{n:02X}", f"forward active energy block, {ago}", forward,
-              fmt="XXXXXX.XX", unit="kWh", signed=False)
+              fmt="XXXXXX.XX", unit="kWh", signed=False, tariffs=True)
         block(f"050602{n:02X}", f"reverse active energy block, {ago}", reverse,
-              fmt="XXXXXX.XX", unit="kWh", signed=False)
+              fmt="XXXXXX.XX", unit="kWh", signed=False, tariffs=True)
 
     table: dict[str, DataItem] = {}
     for item in items:
@@ -196,24 +221,46 @@ def daily_frozen_dis(n: int) -> tuple[str, str, str]:
     return f"050600{n:02X}", f"050601{n:02X}", f"050602{n:02X}"
 
 
-def item_length(di: str) -> int:
-    """Bytes of the reply payload for ``di`` (a block: the sum of its members)."""
-    return sum(FORMATS[lookup(member).fmt].length for member in expand_block(di))
+def item_length(di: str, tariffs: int = TARIFFS) -> int:
+    """Bytes of the reply payload for ``di`` (a block: the sum of its members; an energy block of a
+    meter with ``tariffs`` tariffs: 4 x (tariffs + 1))."""
+    item = lookup(di)
+    members = item.members[: tariffs + 1] if item.tariff_block else expand_block(di)
+    return sum(FORMATS[lookup(member).fmt].length for member in members)
+
+
+def block_members(di: str, payload_length: int) -> tuple[DataItem, ...]:
+    """The rows a reply of ``payload_length`` bytes to ``di`` holds, in reply order.
+
+    An energy block holds "total, tariff 1..k" for the meter's own k tariffs
+    (表A.1), so k is derived from the length: 4 x (k + 1) bytes, k = 0..63.
+    Raises ``FrameError`` for a length no meter can send.
+    """
+    item = lookup(di)
+    members = [lookup(member) for member in expand_block(di)]
+    if item.tariff_block:
+        size = FORMATS[item.fmt].length
+        count, rest = divmod(payload_length, size)
+        if rest or not 1 <= count <= len(members):
+            raise FrameError(f"{item.di}: payload of {payload_length} bytes is not total + 0..{MAX_TARIFFS} "
+                             f"tariffs of {size} bytes each")
+        return tuple(members[:count])
+    expected = sum(FORMATS[m.fmt].length for m in members)
+    if payload_length != expected:
+        raise FrameError(f"{item.di}: payload of {payload_length} bytes, the table has {expected}")
+    return tuple(members)
 
 
 def decode_item(di: str, payload: bytes) -> tuple[tuple[DataItem, Value], ...]:
     """A read reply's payload as ``(member row, value)`` pairs, one pair for a single value.
 
-    Raises ``FrameError`` if the payload length does not match the table (for
-    energy blocks: a meter with other than 4 tariffs) or a value is not BCD.
+    An energy block yields the total and as many tariffs as the meter has
+    (derived from the length, see ``block_members``).  Raises ``FrameError`` if
+    the payload length fits no meter or a value is not BCD.
     """
-    members = [lookup(member) for member in expand_block(di)]
-    expected = sum(FORMATS[m.fmt].length for m in members)
-    if len(payload) != expected:
-        raise FrameError(f"{normalize_di(di)}: payload of {len(payload)} bytes, the table has {expected}")
     values: list[tuple[DataItem, Value]] = []
     offset = 0
-    for member in members:
+    for member in block_members(di, len(payload)):
         size = FORMATS[member.fmt].length
         value = decode_value(member.fmt, payload[offset : offset + size], signed=member.signed)
         values.append((member, value))
@@ -222,8 +269,14 @@ def decode_item(di: str, payload: bytes) -> tuple[tuple[DataItem, Value], ...]:
 
 
 def encode_item(di: str, values: Sequence[Value]) -> bytes:
-    """The payload a meter sends for ``di`` holding ``values`` (block members in order); for simulators."""
+    """The payload a meter sends for ``di`` holding ``values`` (block members in order); for simulators.
+
+    For an energy block ``values`` is the total and the meter's k tariffs (any k from 0 to 63).
+    """
+    item = lookup(di)
     members = [lookup(member) for member in expand_block(di)]
+    if item.tariff_block and 1 <= len(values) <= len(members):
+        members = members[: len(values)]
     if len(values) != len(members):
         raise ValueError(f"{normalize_di(di)}: {len(members)} values, got {len(values)}")
     return b"".join(

@@ -2,12 +2,24 @@
 
 One transaction at a time per link (the scheduler's rule).  Points due
 together are read with block identifiers (``...FF..``) where the meter
-supports them; a block the meter answers with "no requested data" is
-remembered and read member by member from then on.  Replies flagged with
-follow-up frames are completed with 12H requests.  Daily frozen data (the
-``daily_frozen_days`` meter key) is collected oldest first from the meter's
-62-day memory, starting after the last freeze time the journal holds, so each
-day's frozen reading is journaled exactly once.
+supports them; a block the meter refuses (ERR "no requested data" or, on
+meters that say so instead, "other error") or answers with a length no meter
+can send is remembered, logged once, and read member by member from then on,
+so the total is never lost to a block.  Energy blocks hold as many tariffs as
+the meter has (2, 4, 8, 12, ...), derived from the reply length.  Replies
+flagged with follow-up frames are completed with 12H requests.
+
+Daily frozen data (the ``daily_frozen_days`` meter key) is collected oldest
+first from the meter's 62-day memory, starting after the last freeze time the
+journal holds, so each day's frozen reading is journaled exactly once.  A
+record that does not exist yet (answered with an error, or with a freeze time
+of zeros or FF) ends the walk back.  Frozen values go out under their own OBIS
+code, F = 126 (``gateway.reading.HISTORICAL_F``), with ``meter_ts`` = the
+freeze time, never under the live register's code.
+
+Meter clocks carry no zone: clock readings, freeze times and the 08H time
+sync are in the meter's ``timezone`` (default: the gateway's own zone),
+applied per time stamp (``gateway.meterclock``).
 """
 
 from __future__ import annotations
@@ -20,11 +32,17 @@ from decimal import Decimal
 from drivers.channel import Channel
 from drivers.dlt645 import codec, dis
 from drivers.dlt645.codec import Frame
+from gateway import logs, meterclock
 from gateway.config import Link, Meter, Point
 from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import FrameError, MeterRejected, MeterTimeout
+from gateway.reading import Quality, historical_obis
 
+OTHER_ERROR = 0x01  # ERR bit 0
 NO_REQUESTED_DATA = 0x02  # ERR bit 1
+BLOCK_REFUSED = OTHER_ERROR | NO_REQUESTED_DATA
+"""ERR bits with which meters refuse a block identifier they do not support: most set bit 1 ("无请求数据"),
+some (seen on single-phase meters that know no blocks at all) set bit 0 ("其他错误") instead."""
 CLOCK_DI = "04000102"  # a point with this DI reads the meter clock (date 04000101 + time 04000102)
 FROZEN_DI = "05060101"  # a point with this DI collects the daily frozen records
 MAX_FOLLOW_UPS = 32
@@ -32,14 +50,8 @@ MAX_FOLLOW_UPS = 32
 
 @dataclass(frozen=True, slots=True)
 class ClockReading:
-    meter_time: dt.datetime  # aware, gateway local zone
+    meter_time: dt.datetime  # aware, in the meter's zone
     drift: float  # seconds, meter minus gateway
-
-
-def local_zone() -> dt.tzinfo:
-    tz = dt.datetime.now().astimezone().tzinfo
-    assert tz is not None
-    return tz
 
 
 class Dlt645Driver:
@@ -49,6 +61,7 @@ class Dlt645Driver:
         self.counters = LinkCounters()
         self.channel: Channel[Frame] = Channel(link)
         self._refused_blocks: dict[str, set[str]] = {}
+        self._unlogged: dict[tuple[str, str], str] = {}  # refused blocks not logged yet -> the meter's answer
         self._plans: dict[tuple[str, frozenset[int]], list[tuple[str, list[Point]]]] = {}
 
     async def open(self) -> None:
@@ -73,7 +86,10 @@ class Dlt645Driver:
                 return await self.channel.receive(
                     codec.decode,
                     lambda f: f.is_reply and f.function == function
-                    and codec.address_matches(accept_address, f.address),
+                    and codec.address_matches(accept_address, f.address)
+                    # a late reply for another DI is skipped, not taken (issue 16); an abnormal reply has no DI
+                    and (f.is_abnormal or function not in (codec.Function.READ_DATA, codec.Function.READ_FOLLOW_UP)
+                         or f.data[:4] == frame.data[:4]),
                     self.link.timeout)
             except MeterTimeout as exc:
                 self.counters.timeouts += 1
@@ -142,42 +158,70 @@ class Dlt645Driver:
 
     async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
         address = str(meter.address)
+        zone = meter.config.timezone
         results: list[PointResult] = []
         queue = self.plan(meter, points)
         while queue:
             di, wanted = queue.pop(0)
+            is_block = len({p.di for p in wanted}) > 1
             try:
                 if di == CLOCK_DI:
-                    clock = await self.read_clock(address)
+                    clock = await self.read_clock(address, zone)
                     results.extend(PointResult(point=p, value=Decimal(str(round(clock.drift, 3))),
-                                               meter_ts=clock.meter_time) for p in wanted)
-                elif di == FROZEN_DI:
+                                               meter_ts=clock.meter_time, unit="s") for p in wanted)
+                    continue
+                if di == FROZEN_DI:
                     results.extend(await self._read_frozen(meter, wanted))
-                else:
-                    payload = await self.read_di(address, di)
-                    results.extend(self._decode(di, payload, wanted))
+                    continue
+                payload = await self.read_di(address, di)
+                try:
+                    values = dis.decode_item(di, payload)
+                except FrameError as exc:
+                    if not is_block:
+                        results.extend(PointResult.invalid(p, str(exc)) for p in wanted)
+                        continue
+                    queue[:0] = self._refuse_block(meter, di, wanted, str(exc))
+                    continue
+                results.extend(self._decode(values, wanted))
             except MeterRejected as exc:
-                if (exc.code or 0) & NO_REQUESTED_DATA and len({p.di for p in wanted}) > 1:
-                    # the meter does not know the block: remember, read its members one by one
-                    self._refused_blocks.setdefault(meter.id, set()).add(di)
-                    self._plans = {k: v for k, v in self._plans.items() if k[0] != meter.id}
-                    queue[:0] = [(m, [p for p in wanted if p.di == m]) for m in dis.expand_block(di)
-                                 if any(p.di == m for p in wanted)]
+                if is_block and (exc.code or 0) & BLOCK_REFUSED:
+                    queue[:0] = self._refuse_block(meter, di, wanted, str(exc))
                     continue
                 results.extend(PointResult.invalid(p, str(exc)) for p in wanted)
-            # MeterTimeout / FrameError propagate: a silent or garbled meter costs one timeout x tries
+            # MeterTimeout / FrameError of the link propagate: a silent or garbled meter costs one timeout x tries
+        good = {r.point.di for r in results if r.quality is Quality.GOOD}
+        for (meter_id, block), why in list(self._unlogged.items()):
+            if meter_id == meter.id and good.intersection(dis.expand_block(block)):
+                del self._unlogged[(meter_id, block)]
+                logs.info("block identifier refused, reading its members one by one", meter=meter.id,
+                          link=self.link.id, point=block, error=why)
         return results
 
-    def _decode(self, di: str, payload: bytes, wanted: list[Point]) -> list[PointResult]:
-        try:
-            values = dis.decode_item(di, payload)
-        except FrameError as exc:
-            return [PointResult.invalid(p, str(exc)) for p in wanted]
+    def _refuse_block(self, meter: Meter, di: str, wanted: list[Point], why: str) -> list[tuple[str, list[Point]]]:
+        """Remember that ``meter`` cannot answer block ``di`` and plan its members one by one.
+
+        It is logged once, as soon as a member is read: a meter that refuses
+        everything (its "other error" is no statement about blocks) is reported
+        by its invalid points alone.
+        """
+        refused = self._refused_blocks.setdefault(meter.id, set())
+        if di not in refused:
+            refused.add(di)
+            self._unlogged[(meter.id, di)] = why
+        self._plans = {k: v for k, v in self._plans.items() if k[0] != meter.id}
+        return [(m, [p for p in wanted if p.di == m]) for m in dis.expand_block(di) if any(p.di == m for p in wanted)]
+
+    @staticmethod
+    def _decode(values: Sequence[tuple[dis.DataItem, codec.Value]], wanted: list[Point]) -> list[PointResult]:
         by_member = {item.di: value for item, value in values}
+        tariffs = sum(1 for item, _ in values if item.di[4:6] != "00") if len(values) > 1 else None
         out = []
         for p in wanted:
             value = by_member.get(p.di or "")
-            if not isinstance(value, Decimal):
+            if value is None and tariffs is not None and (p.di or "").startswith("00"):
+                out.append(PointResult.invalid(p, f"{p.di}: the meter has {tariffs} tariffs, "
+                                                  f"not tariff {int((p.di or '00000000')[4:6], 16)}"))
+            elif not isinstance(value, Decimal):
                 out.append(PointResult.invalid(p, f"{p.di}: no numeric value in the reply"))
             else:
                 out.append(PointResult(point=p, value=value))
@@ -185,25 +229,26 @@ class Dlt645Driver:
 
     # --- clock -------------------------------------------------------------------
 
-    async def read_clock(self, address: str) -> ClockReading:
-        """Date (04000101) and time (04000102); a day change between the two is read again."""
+    async def read_clock(self, address: str, zone: str | None = None) -> ClockReading:
+        """Date (04000101) and time (04000102) in the meter's ``zone``; a day change between the two is read again."""
         for _ in range(2):
             date_payload = await self.read_di(address, "04000101")
             time_payload = await self.read_di(address, CLOCK_DI)
-            now = dt.datetime.now(local_zone())
+            now = dt.datetime.now(dt.UTC)
             day = codec.decode_value("YYMMDDWW", date_payload)
             clock = codec.decode_value("hhmmss", time_payload)
             if not isinstance(day, dt.date) or not isinstance(clock, dt.time):
                 raise FrameError("clock reply is not a date and a time")
-            meter_time = dt.datetime.combine(day, clock, tzinfo=local_zone())
+            meter_time = meterclock.localize(dt.datetime.combine(day, clock), zone)
             drift = (meter_time - now).total_seconds()
             if abs(drift) < 43200 or clock.hour not in (0, 23):
                 return ClockReading(meter_time, drift)
         return ClockReading(meter_time, drift)
 
-    async def set_clock(self, address: str | None, when: dt.datetime) -> None:
-        """08H time sync, broadcast (``address`` None) or to one meter; the standard has no reply to it."""
-        frame = codec.time_sync_request(when.astimezone(local_zone()).replace(tzinfo=None))
+    async def set_clock(self, address: str | None, when: dt.datetime, zone: str | None = None) -> None:
+        """08H time sync to ``when`` as the meter's wall clock in ``zone``, broadcast (``address`` None) or to
+        one meter; the standard has no reply to it."""
+        frame = codec.time_sync_request(meterclock.wall_clock(when, zone).replace(microsecond=0))
         if address is not None:
             frame = Frame(address=address, control_code=frame.control_code, data=frame.data)
         await self.request(frame, address or codec.BROADCAST_ADDRESS, frame.function, expect_reply=False)
@@ -212,12 +257,18 @@ class Dlt645Driver:
 
     async def _read_frozen(self, meter: Meter, wanted: list[Point]) -> list[PointResult]:
         address = str(meter.address)
+        zone = meter.config.timezone
         days = max(1, min(meter.config.daily_frozen_days or 1, dis.DAILY_FROZEN_RECORDS))
-        last = self.store.last_meter_ts(meter.id, "1.0.1.8.0.255") if self.store is not None else None
+        last: dt.datetime | None = None
+        if self.store is not None:
+            # frozen totals before F = 126 went out under the live code: the newer of the two is where to go on
+            stamps = [self.store.last_meter_ts(meter.id, obis)
+                      for obis in (historical_obis("1.0.1.8.0.255"), "1.0.1.8.0.255")]
+            last = max((t for t in stamps if t is not None), default=None)
         # walk back from yesterday's record until a freeze time the journal already holds (or the horizon)
         new: list[tuple[int, dt.datetime]] = []
         for n in range(1, days + 1):
-            when = await self._freeze_time(address, n)
+            when = await self._freeze_time(meter, n, zone)
             if when is None or (last is not None and when <= last):
                 break
             new.append((n, when))
@@ -231,22 +282,42 @@ class Dlt645Driver:
                     if obis_c == 1:
                         raise
                     continue  # some meters freeze forward energy only
-                for tariff, (_item, value) in enumerate(values):
+                except FrameError as exc:
+                    # the meter's record itself is unreadable: say so under the frozen total, go on with the rest
+                    logs.warning("frozen record unreadable", meter=meter.id, link=self.link.id, point=block_di,
+                                 error=str(exc))
+                    results.append(PointResult(point=_frozen_point(wanted[0], obis_c, 0), value=None,
+                                               quality=Quality.INVALID,
+                                               meter_ts=when, error=str(exc)))
+                    continue
+                for item, value in values:
                     if isinstance(value, Decimal):
-                        point = _frozen_point(wanted[0], obis_c, tariff)
-                        results.append(PointResult(point=point, value=value, meter_ts=when))
+                        point = _frozen_point(wanted[0], obis_c, int(item.di[4:6], 16))
+                        results.append(PointResult(point=point, value=value, meter_ts=when, unit=item.unit))
         return results
 
-    async def _freeze_time(self, address: str, n: int) -> dt.datetime | None:
+    async def _freeze_time(self, meter: Meter, n: int, zone: str | None) -> dt.datetime | None:
+        """The freeze time of the record ``n`` days back, or None when the meter has no such record yet.
+
+        Meters differ in how they say so: an error reply, or a freeze time of
+        all zeros or all FF (a record slot never written).  Either ends the walk.
+        """
         freeze_di = dis.daily_frozen_dis(n)[0]
         try:
-            payload = await self.read_di(address, freeze_di)
+            payload = await self.read_di(str(meter.address), freeze_di)
         except MeterRejected:
             return None
-        value = codec.decode_value("YYMMDDhhmm", payload)
+        if payload and (set(payload) <= {0x00} or set(payload) <= {0xFF}):
+            return None
+        try:
+            value = codec.decode_value("YYMMDDhhmm", payload)
+        except FrameError as exc:
+            logs.warning("frozen record has no valid freeze time, collection stops there", meter=meter.id,
+                         link=self.link.id, point=freeze_di, error=str(exc))
+            return None
         if not isinstance(value, dt.datetime):
             return None
-        return value.replace(tzinfo=local_zone())
+        return meterclock.localize(value, zone)
 
 
 def _block_of(di: str) -> str | None:
@@ -262,10 +333,11 @@ def _block_of(di: str) -> str | None:
 
 
 def _frozen_point(template: Point, obis_c: int, tariff: int) -> Point:
-    """A point for one value of a frozen block: the energy register's OBIS, the freeze time as meter_ts."""
+    """A point for one value of a frozen block: the energy register's historical OBIS (F = 126), the freeze
+    time as meter_ts, so a subscriber never takes the freeze for the live register."""
     from dataclasses import replace
 
     kind = "forward" if obis_c == 1 else "reverse"
     name = f"daily_frozen_{kind}_active_energy" + (f"_t{tariff}" if tariff else "")
-    return replace(template, obis=f"1.0.{obis_c}.8.{tariff}.255", name=name, unit="kWh")
+    return replace(template, obis=historical_obis(f"1.0.{obis_c}.8.{tariff}.255"), name=name, unit="kWh")
 

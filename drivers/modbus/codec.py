@@ -212,6 +212,56 @@ def decode_rtu_response(buf: bytes) -> tuple[int, Response | None]:
     return size, _parse_pdu_response(frame[0], frame[1:-2], 0)
 
 
+class BadReply(FrameError):
+    """A whole candidate frame that fails its check; ``consumed`` bytes can go, a good frame may follow."""
+
+    def __init__(self, message: str, *, consumed: int) -> None:
+        super().__init__(message)
+        self.consumed = consumed
+
+
+def decode_rtu_reply(buf: bytes, request: ReadRequest) -> tuple[int, Response | None]:
+    """The reply to ``request`` from the start of ``buf``: ``(consumed, reply)``; ``(consumed, None)`` needs more.
+
+    RTU has no transaction id, so a reply is the answer to ``request`` only if
+    it carries the request's device id, its function code (or that code with
+    the exception bit, Application Protocol 7) and, for a read, the byte count
+    2 x quantity (Application Protocol 6.3/6.4).  Bytes that cannot begin
+    such a frame are skipped (noise, local echo, another meter's frame, a
+    stale reply of another length); a candidate whose CRC fails raises
+    :class:`FrameError`, and the caller drops one byte and hunts on.
+    """
+    unit, fc, want = request.device_id, request.function_code, 2 * request.count
+    size_of_exception, size_of_read = 5, 5 + want
+    n = len(buf)
+    i = 0
+    while i < n:
+        if buf[i] != unit:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return i, None
+        if buf[i + 1] == fc | 0x80:
+            size = size_of_exception
+        elif buf[i + 1] == fc:
+            if i + 2 >= n:
+                return i, None
+            if buf[i + 2] != want:
+                i += 1
+                continue
+            size = size_of_read
+        else:
+            i += 1
+            continue
+        if n - i < size:
+            return i, None
+        frame = buf[i:i + size]
+        if crc16(frame[:-2]).to_bytes(2, "little") != frame[-2:]:
+            raise BadReply(f"CRC error in reply {frame.hex(' ')}", consumed=i + 1)
+        return i + size, _parse_pdu_response(frame[0], frame[1:-2], 0)
+    return n, None
+
+
 def decode_tcp_response(buf: bytes) -> tuple[int, Response | None]:
     if len(buf) < 7:
         return 0, None

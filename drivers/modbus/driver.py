@@ -1,10 +1,29 @@
-"""Modbus transport: pymodbus' async clients driven with the link's own timeout and tries.
+"""Modbus transport: RTU frames over our own :class:`drivers.channel.Channel`, Modbus TCP through pymodbus.
 
 pymodbus defaults to 3 s x 4 tries, which would stall an RS-485 bus for 12 s
-on one silent meter; the client is created with ``retries=0`` and the link's
-timeout, and this driver does the retrying, so one silent meter costs the bus
-exactly ``timeout x tries`` per cycle.  pymodbus' own reconnect loop is off
+on one silent meter; every transaction here uses the link's own timeout and
+this driver does the retrying, so one silent meter costs the bus
+``timeout x tries`` per cycle (plus, on RTU, one timeout of silence before the
+next request, see below).  pymodbus' own reconnect loop is off
 (``reconnect_delay=0``): the scheduler decides when to try a dead link again.
+
+Why RTU does not go through pymodbus (issue 16: a late reply became the next
+register's value).  RTU has no transaction id; pymodbus 3.16's
+``TransactionManager`` takes the first frame its ``FramerRTU`` finds after a
+request, checking only the device id.  A meter answering after the timeout
+thus has its stale frame taken as the answer to the next request of the same
+length to it.  The hooks pymodbus offers cannot close that hole: ``trace_packet``
+sees the bytes but can only rewrite them (``FramerRTU.decode`` then reports
+the whole buffer as used, so a stale frame cannot be skipped and the true
+reply behind it kept), the kernel's input buffer is never flushed, and the
+line's silence after a timeout could only be watched through its internals.  So on a
+serial link and on RTU through a device server (``framing: rtu``) requests go
+out through ``Channel`` (flush before every request, silence waited out after
+an unanswered one) and replies are framed by ``codec.decode_rtu_reply``,
+which accepts only the device id, function code and byte count of the request
+just sent.  Modbus TCP (MBAP) keeps pymodbus: the transaction id it checks
+makes a stale reply recognisable, and the driver still checks device id,
+function code and register count of what it returns.
 """
 
 from __future__ import annotations
@@ -14,19 +33,26 @@ import logging
 from collections.abc import Sequence
 
 from pymodbus import FramerType, ModbusException
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
+from drivers.channel import Channel
 from drivers.modbus.codec import (
     FUNCTION_CODES,
+    ExceptionResponse,
     ImpossibleValue,
+    ReadRequest,
+    ReadResponse,
+    Response,
     decode_at,
-    decode_rtu_response,
+    decode_rtu_reply,
+    encode_rtu,
     exception_text,
     registers_to_bytes,
 )
-from drivers.modbus.plan import Block, plan_blocks, split_block
-from gateway.config import Link, Meter, Point, SerialLinkConfig
+from drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block
+from drivers.serial_errors import tcp_error_text
+from gateway.config import Link, Meter, Point, SerialLinkConfig, TcpLinkConfig
 from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import FrameError, LinkError, MeterRejected, MeterTimeout
 
@@ -42,53 +68,54 @@ class ModbusDriver:
     def __init__(self, link: Link, store: Store | None = None) -> None:
         self.link = link
         self.counters = LinkCounters()
-        self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
+        self._rtu = isinstance(link.config, SerialLinkConfig) or link.config.framing == "rtu"
+        self.channel: Channel[Response] | None = Channel(link) if self._rtu else None
+        self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[tuple[str, frozenset[str]], list[Block]] = {}
         self._refused: dict[str, set[tuple[str, int, int]]] = {}
-        self._last_rx_problem: str | None = None
-        self._rtu = isinstance(link.config, SerialLinkConfig) or link.config.framing == "rtu"
+        self._overhead = request_overhead(rtu=self._rtu, baudrate=link.baudrate)  # the planner's price of a request
 
     # --- channel -------------------------------------------------------------
 
-    def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
-        c = self.link.config
-        common = {"timeout": self.link.timeout, "retries": 0, "reconnect_delay": 0, "name": self.link.id,
-                  "trace_packet": self._trace_packet}
-        if isinstance(c, SerialLinkConfig):
-            return AsyncModbusSerialClient(c.port, framer=FramerType.RTU, baudrate=self.link.baudrate,
-                                           bytesize=c.bytesize, parity=self.link.parity, stopbits=c.stopbits,
-                                           **common)
-        framer = FramerType.RTU if c.framing == "rtu" else FramerType.SOCKET
-        return AsyncModbusTcpClient(c.host, port=c.port, framer=framer, **common)
-
-    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        """Keep what was wrong with a reply pymodbus threw away, so a timeout can say 'CRC error'."""
-        if not sending and self._rtu and data:
-            try:
-                _, frame = decode_rtu_response(data)
-                self._last_rx_problem = None if frame else f"truncated reply {data.hex(' ')}"
-            except FrameError as exc:
-                self._last_rx_problem = str(exc)
-        return data
-
     async def open(self) -> None:
+        if self.channel is not None:
+            await self.channel.open()
+            return
         if self._client is not None and self._client.connected:
             return
+        c = self.link.config
+        assert isinstance(c, TcpLinkConfig)
         if self._client is None:
-            self._client = self._make_client()
+            self._client = AsyncModbusTcpClient(c.host, port=c.port, framer=FramerType.SOCKET,
+                                                timeout=self.link.timeout, retries=0, reconnect_delay=0,
+                                                name=self.link.id)
+        connect_timeout = max(self.link.timeout, 1.0) * 3
         try:
-            ok = await asyncio.wait_for(self._client.connect(), timeout=max(self.link.timeout, 1.0) * 3)
+            ok = await asyncio.wait_for(self._client.connect(), timeout=connect_timeout)
         except (TimeoutError, OSError, ModbusException) as exc:
             ok = False
-            reason: str = str(exc) or type(exc).__name__
+            reason: str = tcp_error_text(exc)
         else:
-            reason = "connection failed"
+            reason = ""
         if not ok:
             self._client.close()
             self._client = None
-            raise LinkError(f"cannot open {self.link.describe()}: {reason}")
+            raise LinkError(f"cannot open {self.link.describe()}: {reason or await self._why_not(connect_timeout)}")
+
+    async def _why_not(self, timeout: float) -> str:
+        """pymodbus says only "connection failed": connect once more ourselves to learn the OS's reason."""
+        c = self.link.config
+        assert isinstance(c, TcpLinkConfig)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(c.host, c.port), timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            return tcp_error_text(exc)
+        writer.close()
+        return "connection failed (the port accepts connections now: a transient fault?)"
 
     async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -100,7 +127,8 @@ class ModbusDriver:
         plan = self._plans.get(key)
         if plan is None:
             plan = plan_blocks(points, max_registers=meter.max_registers, max_gap=meter.max_gap,
-                               refused=self._refused.get(meter.id, ()), forbidden=meter.forbidden)
+                               overhead=self._overhead, refused=self._refused.get(meter.id, ()),
+                               forbidden=meter.forbidden)
             self._plans[key] = plan
         return plan
 
@@ -132,43 +160,65 @@ class ModbusDriver:
 
     async def _transact(self, meter: Meter, block: Block) -> list[int]:
         """One block read with the link's tries; raises MeterTimeout after the last one."""
+        request = ReadRequest(device_id=int(meter.address), function_code=FUNCTION_CODES[block.function],
+                              address=block.address, count=block.count)
         last: Exception | None = None
         for _ in range(self.link.tries):
             await self.open()
-            assert self._client is not None
             self.counters.transactions += 1
-            self._last_rx_problem = None
-            fc = FUNCTION_CODES[block.function]
-            call = self._client.read_input_registers if fc == 4 else self._client.read_holding_registers
             try:
-                # pymodbus enforces the timeout itself; ours is a backstop for a wedged transport
-                async with asyncio.timeout(self.link.timeout * 2 + 1):  # no extra task per transaction
-                    rr = await call(block.address, count=block.count, device_id=int(meter.address))
-            except ConnectionException as exc:
-                await self.close()
-                raise LinkError(f"{self.link.describe()}: {exc}") from exc
-            except (ModbusException, TimeoutError) as exc:
-                if self._last_rx_problem:
-                    self.counters.frame_errors += 1
-                    last = FrameError(self._last_rx_problem)
-                else:
-                    self.counters.timeouts += 1
-                    last = MeterTimeout(f"no reply within {self.link.timeout:g} s")
-                    if isinstance(exc, ModbusException) and "device id" in str(exc):
-                        last = FrameError("reply from another device id (a late reply on the bus?)")
+                reply = await (self._exchange_rtu(request) if self.channel is not None
+                               else self._exchange_tcp(request))
+            except MeterTimeout as exc:
+                self.counters.timeouts += 1
+                last = exc
                 continue
-            if rr.isError():
+            except FrameError as exc:
+                self.counters.frame_errors += 1
+                last = exc
+                continue
+            if isinstance(reply, ExceptionResponse):
                 self.counters.rejections += 1
-                code = int(getattr(rr, "exception_code", 0) or 0)
+                code = reply.exception_code
                 raise MeterRejected(f"exception {code:#04x} ({exception_text(code)}) reading "
                                     f"{block.function} registers {block.address:#06x}+{block.count}", code)
-            regs = list(rr.registers)
-            if len(regs) != block.count:
-                self.counters.frame_errors += 1
-                last = FrameError(f"asked for {block.count} registers, the reply holds {len(regs)}")
-                continue
-            return regs
+            return list(reply.registers)
         if isinstance(last, FrameError):
             raise FrameError(f"{last} (after {self.link.tries} tries)" if self.link.tries > 1 else str(last))
         raise MeterTimeout(f"no reply within {self.link.timeout:g} s x {self.link.tries} tries") from last
 
+    async def _exchange_rtu(self, request: ReadRequest) -> Response:
+        """One RTU request; only the frame that answers it (device id, function, byte count) is taken."""
+        assert self.channel is not None
+        await self.channel.send(encode_rtu(request))
+        return await self.channel.receive(lambda buf: decode_rtu_reply(buf, request), lambda _reply: True,
+                                          self.link.timeout)
+
+    async def _exchange_tcp(self, request: ReadRequest) -> Response:
+        """One MBAP request through pymodbus, its reply checked against the request as on RTU."""
+        assert self._client is not None
+        call = self._client.read_input_registers if request.function_code == 4 else \
+            self._client.read_holding_registers
+        try:
+            # pymodbus enforces the timeout itself; ours is a backstop for a wedged transport
+            async with asyncio.timeout(self.link.timeout * 2 + 1):  # no extra task per transaction
+                rr = await call(request.address, count=request.count, device_id=request.device_id)
+        except ConnectionException as exc:
+            await self.close()
+            raise LinkError(f"{self.link.describe()}: {exc}") from exc
+        except (ModbusException, TimeoutError) as exc:
+            if isinstance(exc, ModbusException) and "device id" in str(exc):
+                raise FrameError("reply from another device id (a late reply?)") from exc
+            raise MeterTimeout(f"no reply within {self.link.timeout:g} s") from exc
+        dev_id = int(getattr(rr, "dev_id", request.device_id) or request.device_id)
+        fc = int(rr.function_code) & 0x7F
+        if dev_id != request.device_id or fc != request.function_code:
+            raise FrameError(f"reply from device id {dev_id} with function {fc:#04x} does not answer "
+                             f"function {request.function_code:#04x} to device id {request.device_id}")
+        if rr.isError():
+            return ExceptionResponse(device_id=dev_id, function_code=fc,
+                                     exception_code=int(getattr(rr, "exception_code", 0) or 0))
+        regs = tuple(rr.registers)
+        if len(regs) != request.count:
+            raise FrameError(f"asked for {request.count} registers, the reply holds {len(regs)}")
+        return ReadResponse(device_id=dev_id, function_code=fc, registers=regs)

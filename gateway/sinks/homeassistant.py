@@ -1,10 +1,22 @@
 """Home Assistant MQTT discovery (``sinks.mqtt.homeassistant: true``): one sensor per meter point.
 
 Each sensor reads its value out of the meter's data messages (CONTRACT
-section 6) by OBIS code, keeping its state when a message does not carry the
-point (points have different intervals), and its availability follows the
+section 6) by OBIS code alone, keeping its state when a message does not carry
+the point (points have different intervals), and its availability follows the
 meter's retained status topic.  Config messages are retained, so Home
 Assistant picks them up whenever it starts.
+
+A reading's ``meter_ts`` does not make it historical: push readings, extended
+registers and the clock carry the meter's time stamp and are live.  Values
+from the meter's history (daily freezes) have their own OBIS code, F = 126
+(``gateway.reading.HISTORICAL_F``), so matching the live point's code (F = 255)
+never shows yesterday's freeze as the live register, and no entity is made
+for a historical code.
+
+Energy registers that only ever grow are ``total_increasing``; a signed energy
+(a DL/T 645 combined energy, "组合 ... 最高位是符号位", or one read as a signed
+integer register) can fall, which Home Assistant would take for a meter reset,
+so it is ``total``.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import json
 from typing import Any
 
 from gateway.config import Meter, Point
+from gateway.reading import is_historical
 
 DISCOVERY_PREFIX = "homeassistant"
 
@@ -29,13 +42,33 @@ _BY_UNIT: dict[str, tuple[str | None, str]] = {
     "s": ("duration", "measurement"),
 }
 _POWER_FACTOR_C = {13, 33, 53, 73}
+# value group C of quantities that are signed by definition: active power/energy A+ - A- (IEC 62056-6-1
+# C = 16/36/56/76) and Meterlink's signed reactive codes (128 + 3/23/43/63, drivers/dlt645/dis.py)
+_SIGNED_C = {16, 36, 56, 76, 131, 151, 171, 191}
+
+
+def signed(point: Point) -> bool:
+    """Whether the point's value may be negative, so an energy of it may fall."""
+    if int(point.obis.split(".")[2]) in _SIGNED_C:
+        return True
+    if point.di:  # DL/T 645: the standard's table says which identifiers carry a sign bit
+        from drivers.dlt645.dis import lookup
+
+        try:
+            return lookup(point.di).signed
+        except KeyError:
+            return False
+    return point.register is not None and point.type.startswith("int")
 
 
 def classes(point: Point) -> tuple[str | None, str]:
     c = int(point.obis.split(".")[2])
     if point.unit == "" and c in _POWER_FACTOR_C:
         return "power_factor", "measurement"
-    return _BY_UNIT.get(point.unit, (None, "measurement"))
+    device_class, state_class = _BY_UNIT.get(point.unit, (None, "measurement"))
+    if state_class == "total_increasing" and signed(point):
+        state_class = "total"  # a signed energy can fall: not a meter reset
+    return device_class, state_class
 
 
 def discovery_messages(prefix: str, gateway: str, meter: Meter) -> list[tuple[str, str]]:
@@ -46,12 +79,11 @@ def discovery_messages(prefix: str, gateway: str, meter: Meter) -> list[tuple[st
               "via_device": f"meterlink_{gateway}"}
     out = []
     for p in meter.points:
-        if p.obis == "1.0.98.1.0.255":
-            continue  # the daily frozen collector: its values arrive under the energy registers' OBIS
+        if p.obis == "1.0.98.1.0.255" or is_historical(p.obis):
+            continue  # the daily frozen collector and historical codes: not a live value
         uid = f"meterlink_{gateway}_{meter.id}_{p.obis.replace('.', '_')}"
         device_class, state_class = classes(p)
-        template = ("{% set r = value_json.readings | selectattr('obis', 'equalto', '" + p.obis + "') "
-                    "| selectattr('meter_ts', 'none') | list %}"
+        template = ("{% set r = value_json.readings | selectattr('obis', 'equalto', '" + p.obis + "') | list %}"
                     "{{ r[0].value if r and r[0].value is not none else this.state }}")
         doc: dict[str, Any] = {
             "name": p.name.replace("_", " "), "unique_id": uid, "object_id": uid,

@@ -12,6 +12,7 @@ from drivers.dlt645.codec import FORMATS
 from drivers.dlt645.dis import (
     DAILY_FROZEN_RECORDS,
     DATA_ITEMS,
+    block_members,
     daily_frozen_dis,
     decode_item,
     encode_item,
@@ -46,10 +47,14 @@ UNITS = {"kWh", "kvarh", "V", "A", "kW", "kvar", "Hz", ""}
         ("02030100", "1.0.36.7.0.255", "kW", "XX.XXXX", True),
         ("02030200", "1.0.56.7.0.255", "kW", "XX.XXXX", True),
         ("02030300", "1.0.76.7.0.255", "kW", "XX.XXXX", True),
-        ("02040000", "1.0.3.7.0.255", "kvar", "XX.XXXX", True),
-        ("02040100", "1.0.23.7.0.255", "kvar", "XX.XXXX", True),
-        ("02040200", "1.0.43.7.0.255", "kvar", "XX.XXXX", True),
-        ("02040300", "1.0.63.7.0.255", "kvar", "XX.XXXX", True),
+        # signed reactive power: not the import-only C = 3/23/43/63 but 128 + those (manufacturer range)
+        ("02040000", "1.0.131.7.0.255", "kvar", "XX.XXXX", True),
+        ("02040100", "1.0.151.7.0.255", "kvar", "XX.XXXX", True),
+        ("02040200", "1.0.171.7.0.255", "kvar", "XX.XXXX", True),
+        ("02040300", "1.0.191.7.0.255", "kvar", "XX.XXXX", True),
+        ("00010500", "1.0.1.8.5.255", "kWh", "XXXXXX.XX", False),  # tariffs beyond 4: DI1 = t, OBIS E = t
+        ("00010C00", "1.0.1.8.12.255", "kWh", "XXXXXX.XX", False),
+        ("00023F00", "1.0.2.8.63.255", "kWh", "XXXXXX.XX", False),
         ("02060000", "1.0.13.7.0.255", "", "X.XXX", True),
         ("02060100", "1.0.33.7.0.255", "", "X.XXX", True),
         ("02060200", "1.0.53.7.0.255", "", "X.XXX", True),
@@ -83,7 +88,8 @@ def test_rows(di: str, obis: str | None, unit: str, fmt: str, signed: bool) -> N
     ],
 )
 def test_blocks(block: str, members: list[str], length: int) -> None:
-    assert expand_block(block) == tuple(members)
+    assert [row.di for row in block_members(block, length)] == members
+    assert expand_block(block)[: len(members)] == tuple(members)
     assert lookup(block).obis is None
     assert item_length(block) == length
 
@@ -146,10 +152,28 @@ def test_daily_frozen_block_decodes_to_forward_energies() -> None:
     assert freeze[0][1] == datetime(2024, 5, 14, 0, 0)
 
 
-def test_block_with_other_tariff_count_is_rejected() -> None:
-    # a meter with 2 tariffs sends total + 2 values = 12 bytes
-    with pytest.raises(FrameError, match="12 bytes, the table has 20"):
-        decode_item("0001FF00", bytes(12))
+@pytest.mark.parametrize("tariffs", [0, 1, 2, 4, 8, 12, 63])
+@pytest.mark.parametrize("block", ["0000FF00", "0001FF00", "0002FF00", "05060101", "0506023E"])
+def test_energy_block_holds_the_meters_own_tariff_count(block: str, tariffs: int) -> None:
+    """表A.1: a block is "total, tariff 1..k" for the meter's k; k comes from the length (4 x (k + 1))."""
+    values = [Decimal(f"{1000 + t}.{t:02d}") for t in range(tariffs + 1)]
+    payload = encode_item(block, values)
+    assert len(payload) == 4 * (tariffs + 1) == item_length(block, tariffs)
+    decoded = decode_item(block, payload)
+    assert [value for _, value in decoded] == values
+    assert [row.obis.split(".")[4] for row, _ in decoded] == [str(t) for t in range(tariffs + 1)]
+    assert decoded[0][0].di[4:6] == "00", "the total comes first and is never lost"
+
+
+@pytest.mark.parametrize("length", [0, 3, 13, 4 * 65])
+def test_energy_block_of_impossible_length_is_a_frame_error(length: int) -> None:
+    with pytest.raises(FrameError, match=r"not total \+ 0\.\.63 tariffs"):
+        decode_item("0001FF00", bytes(length))
+
+
+def test_other_blocks_keep_their_fixed_length() -> None:
+    with pytest.raises(FrameError, match="12 bytes, the table has 6"):
+        decode_item("0201FF00", bytes(12))
 
 
 def test_encode_item_counts_values() -> None:
