@@ -21,7 +21,11 @@ from simulators.model import MeterModel
 from tests.simproc import meterlink, write_config
 
 SOURCES = Path(__file__).parent / "drivers" / "modbus" / "profile_sources"
-NEW_PROFILES = ["eastron-sdm230", "eastron-sdm72d-m", "abb-b23", "abb-b21", "carlo-gavazzi-em24"]
+NEW_PROFILES = [
+    "eastron-sdm230", "eastron-sdm72d-m", "abb-b23", "abb-b21", "carlo-gavazzi-em24",
+    # round 2
+    "orno-or-we-516", "orno-or-we-517", "inepro-pro380",
+]
 
 
 def _config(tmp_path: Path, profile: str, port: str = "/dev/null") -> Path:
