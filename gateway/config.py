@@ -132,7 +132,7 @@ class PointConfig(_Model):
     @classmethod
     def _obis_from_oad(cls, data: Any) -> Any:
         if isinstance(data, dict) and "obis" not in data and data.get("oad") is not None:
-            from drivers.dlt698.oads import default_obis
+            from drivers.dlt698.points import default_obis
 
             return {**data, "obis": default_obis(data["oad"])}
         return data
@@ -180,6 +180,8 @@ class SerialLinkConfig(_Model):
     stopbits: Literal[1, 2] = 1
     timeout: Duration = 1.0
     retries: int = Field(default=1, ge=0, le=5)
+    pause: Duration = 0.0  # silence kept after a reply before the next request (slow transceivers)
+    echo: bool = False  # the adapter hears its own transmission: read it back and drop it
 
 
 class TcpLinkConfig(_Model):
@@ -189,6 +191,9 @@ class TcpLinkConfig(_Model):
     timeout: Duration = 1.0
     retries: int = Field(default=1, ge=0, le=5)
     framing: Literal["socket", "rtu"] = "socket"
+    pause: Duration = 0.0  # silence kept after a reply before the next request
+    connect_pause: Duration = 0.0  # wait after connecting, for device servers that drop the first request
+    echo: bool = False  # an RS-485 device server that passes its own transmission back
 
 
 LinkConfig = Annotated[SerialLinkConfig | TcpLinkConfig, Field(discriminator="type")]
@@ -215,6 +220,8 @@ class MeterConfig(_Model):
     time_sync: TimeSyncConfig | None = None
     # dlt645: collect the daily frozen data of the last N days after midnight (0: off)
     daily_frozen_days: int = Field(default=0, ge=0, le=62)
+    # dlt645: the edition, "2007" (default) or "1997" (checked in drivers/dlt645/checks.py)
+    standard: int | str | None = None
     # any protocol: IANA zone of a meter clock that carries no zone (default: the gateway's own zone)
     timezone: Annotated[str, BeforeValidator(check_zone)] | None = None
     # dlms (keys and passwords from files or environment variables, never inline)
@@ -326,6 +333,7 @@ class ProfileConfig(_Model):
     manufacturer: str | None = None
     model: str | None = None
     source: str | None = None
+    standard: int | str | None = None  # dlt645: the edition of the profile's identifiers ("1997": 4 digits)
     defaults: ProfileDefaults = Field(default_factory=ProfileDefaults)
     max_registers: int | None = Field(default=None, ge=1, le=125)
     max_gap: int | None = Field(default=None, ge=0, le=124)
@@ -773,6 +781,15 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
     for lid, lc in fc.links.items():
         proto = link_protocol.get(lid, "modbus")
         baud, parity = _PROTOCOL_LINE_DEFAULTS[proto]
+        if proto == "dlt645":  # DL/T 645-1997 meters default to 1200 baud, 2007 ones to 2400 (both 8E1)
+            from drivers.dlt645.checks import DEFAULT_BAUDRATE, standard_of
+
+            editions = {standard_of(m) for m in fc.meters.values() if m.link == lid} & set(DEFAULT_BAUDRATE)
+            if len(editions) == 1:
+                baud = DEFAULT_BAUDRATE[next(iter(editions))]
+            elif editions and isinstance(lc, SerialLinkConfig) and lc.baudrate is None:
+                problems.append(ConfigError(f"links.{lid}.baudrate", "the link carries DL/T 645-2007 and -1997 "
+                                            "meters, whose default rates differ (2400, 1200): set the rate they share"))
         if isinstance(lc, SerialLinkConfig):
             baud = lc.baudrate or baud
             parity = lc.parity or parity
@@ -821,6 +838,10 @@ def _check_semantics(fc: FileConfig, base: Path, path: Path | None) -> Config:
             if profile.protocol != m.protocol:
                 problems.append(ConfigError(f"{key}.profile",
                                             f"{m.profile} is a {profile.protocol} profile, the meter speaks {m.protocol}"))
+                continue
+            if m.protocol == "dlt645" and str(profile.standard or "2007") != str(m.standard or "2007"):
+                problems.append(ConfigError(f"{key}.standard", f"{m.profile} is a DL/T 645-{profile.standard or 2007} "
+                                            f"profile: set standard: \"{profile.standard or 2007}\" on the meter"))
                 continue
         points, point_problems = resolve_points(m, profile, key)
         problems.extend(point_problems)
@@ -1038,8 +1059,15 @@ def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
         return Point(**common, register=reg, function=d.get("function", "holding"), type=typ,
                      word_order=word_order, scale=scale)
     if m.protocol == "dlt645":
+        from drivers.dlt645.checks import PointProblem, check_point, standard_of
         from drivers.dlt645.dis import lookup
 
+        try:
+            checked = check_point(standard_of(m), d.get("di"), d.get("unit"))
+        except PointProblem as exc:
+            raise ConfigError(exc.key, str(exc)) from None
+        if checked is not None:  # a DL/T 645-1997 point (drivers/dlt645/dis1997.py)
+            return Point(**(common | {"unit": checked[1]}), di=checked[0])
         di = d.get("di")
         if not di or not re.fullmatch(r"[0-9A-Fa-f]{8}", str(di)):
             raise ConfigError("di", f"{di!r} is not a data identifier (8 hex digits DI3..DI0, e.g. '00010000')")
@@ -1061,12 +1089,12 @@ def _make_point(m: MeterConfig, obis: str, d: dict[str, Any]) -> Point:
             common["unit"] = item.unit
         return Point(**common, di=di)
     if m.protocol == "dlt698":
-        from drivers.dlt698.oads import check_point
+        from drivers.dlt698.points import PointProblem, check_point
 
         try:
             oad, unit = check_point(d.get("oad"), d.get("unit"))
-        except ValueError as exc:
-            raise ConfigError("oad" if "unit" not in str(exc)[:6] else "unit", str(exc)) from None
+        except PointProblem as exc:
+            raise ConfigError(exc.key, str(exc)) from None
         return Point(**(common | {"unit": unit}), oad=oad)
     class_id = d.get("class_id", 3)
     return Point(**common, class_id=class_id, attribute=d.get("attribute", 2))

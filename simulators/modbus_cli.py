@@ -11,6 +11,7 @@ from gateway.durations import parse_duration
 from gateway.profiles import ProfileError, load_profile, profile_points
 from simulators.faults import FaultPlan, parse_fault
 from simulators.model import MeterModel
+from simulators.serve import add_line_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="delay each reply by its transaction's true wire time at BAUD (11-bit characters + t3.5)")
     m.add_argument("--ports", type=int, default=1,
                    help="with --tcp: serve this many meters on consecutive ports from PORT (benchmarks)")
+    add_line_arguments(m)
     m.set_defaults(sim_run=run)
 
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int], faults: FaultPlan,
                         late: float) -> int:
     from simulators.modbus import ModbusHandler, ModbusUnit
-    from simulators.serve import serve_until_signal
+    from simulators.serve import serve_until_signal, with_line_quirks
 
     profile = load_profile(args.profile)
     forbidden = [(f.function, f.first, f.last) for f in profile.forbidden]
@@ -68,7 +70,7 @@ async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int]
     what = f"{args.profile} unit {','.join(map(str, units))} (modbus {framing})"
     if args.tcp is not None and args.ports > 1:
         return await _serve_many(args, what, points, units, forbidden, framing, faults, late)
-    return await serve_until_signal(what, factory, pty=args.pty, link=args.link, tcp=args.tcp)
+    return await serve_until_signal(what, with_line_quirks(factory, args), pty=args.pty, link=args.link, tcp=args.tcp)
 
 
 async def _serve_many(args: argparse.Namespace, what: str, points: list, units: list[int],

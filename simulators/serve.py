@@ -19,7 +19,7 @@ import tty
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,53 @@ class FrameHandler(Protocol):
 
 
 HandlerFactory = Callable[[], FrameHandler]
+
+
+class LineQuirks:
+    """What a real bus does besides the meter's protocol: an echoing adapter, a slow transceiver.
+
+    ``echo``: every byte the gateway sends comes straight back to it, as on a two-wire RS-485
+    adapter that hears its own transmission.  ``turnaround``: after answering, the meter's
+    transceiver needs this long to turn from sending back to receiving; a request that arrives
+    sooner is not heard at all (the fault a link's ``pause`` exists for).
+    """
+
+    def __init__(self, handler: FrameHandler, *, echo: bool = False, turnaround: float = 0.0) -> None:
+        self.handler = handler
+        self.echo = echo
+        self.turnaround = turnaround
+        self._busy_until = 0.0
+        self.unheard = 0
+
+    def feed(self, data: bytes) -> list[Reply]:
+        import time
+
+        now = time.monotonic()
+        out = [Reply(data)] if self.echo else []
+        if self.turnaround and now < self._busy_until + self.turnaround:
+            self.unheard += 1
+            return out
+        replies = self.handler.feed(data)
+        if replies:
+            self._busy_until = now + max(r.delay for r in replies)
+        return out + replies
+
+
+def add_line_arguments(parser: Any) -> None:
+    """``--echo`` and ``--turnaround`` for every simulator."""
+    parser.add_argument("--echo", action="store_true", help="send every received byte straight back (echoing adapter)")
+    parser.add_argument("--turnaround", default="0s", metavar="DURATION",
+                        help="ignore requests arriving sooner than this after a reply (slow transceiver)")
+
+
+def with_line_quirks(factory: HandlerFactory, args: Any) -> HandlerFactory:
+    from gateway.durations import parse_duration
+
+    echo, written = bool(getattr(args, "echo", False)), getattr(args, "turnaround", "0s")
+    turnaround = 0.0 if written in (None, "0", "0s") else parse_duration(written)
+    if not echo and not turnaround:
+        return factory
+    return lambda: LineQuirks(factory(), echo=echo, turnaround=turnaround)
 
 
 class PtyServer:

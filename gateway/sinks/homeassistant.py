@@ -33,9 +33,11 @@ DISCOVERY_PREFIX = "homeassistant"
 _BY_UNIT: dict[str, tuple[str | None, str]] = {
     "Wh": ("energy", "total_increasing"), "kWh": ("energy", "total_increasing"),
     "MWh": ("energy", "total_increasing"),
-    "varh": ("reactive_energy", "total_increasing"), "kvarh": ("reactive_energy", "total_increasing"),
+    # Home Assistant 2024.3 has no reactive_energy class and takes only "var" for reactive_power
+    # (its own DISCOVERY_SCHEMA and DEVICE_CLASS_UNITS, tests/integration/ha_check.py): unit only
+    "varh": (None, "total_increasing"), "kvarh": (None, "total_increasing"),
     "W": ("power", "measurement"), "kW": ("power", "measurement"), "MW": ("power", "measurement"),
-    "var": ("reactive_power", "measurement"), "kvar": ("reactive_power", "measurement"),
+    "var": ("reactive_power", "measurement"), "kvar": (None, "measurement"),
     "VA": ("apparent_power", "measurement"), "kVA": ("apparent_power", "measurement"),
     "V": ("voltage", "measurement"), "kV": ("voltage", "measurement"),
     "A": ("current", "measurement"), "Hz": ("frequency", "measurement"),
@@ -71,6 +73,18 @@ def classes(point: Point) -> tuple[str | None, str]:
     return device_class, state_class
 
 
+# Collector points: a daily frozen walk (DL/T 645) and a load profile (DLMS class 7) stand for many
+# historical readings, never for one live value.
+_NOT_VALUES = frozenset({"1.0.98.1.0.255", "1.0.99.1.0.255", "1.0.99.2.0.255", "0.0.99.98.0.255"})
+# The live reading of the point (no meter_ts) if the message has one, else the newest one the meter
+# time-stamped (a push batch, extended registers, the clock): the last is the newest, in meter order.
+# A message without a value renders "", which Home Assistant's MQTT sensor ignores for a numeric
+# sensor, so the entity keeps its state (rendering this.state would give 'unknown', which HA refuses).
+_TEMPLATE = ("{% set r = value_json.readings | selectattr('obis', 'equalto', 'OBIS') | rejectattr('value', 'none')"
+             " | list %}{% set live = r | selectattr('meter_ts', 'none') | list %}"
+             "{{ (live | last).value if live else ((r | sort(attribute='meter_ts') | last).value if r else '') }}")
+
+
 def discovery_messages(prefix: str, gateway: str, meter: Meter) -> list[tuple[str, str]]:
     """(topic, retained payload) for every point of ``meter``."""
     base = f"{prefix}/{gateway}/{meter.id}"
@@ -79,12 +93,11 @@ def discovery_messages(prefix: str, gateway: str, meter: Meter) -> list[tuple[st
               "via_device": f"meterlink_{gateway}"}
     out = []
     for p in meter.points:
-        if p.obis == "1.0.98.1.0.255" or is_historical(p.obis):
-            continue  # the daily frozen collector and historical codes: not a live value
+        if p.obis in _NOT_VALUES or is_historical(p.obis):
+            continue  # collectors (daily frozen data, load profile) and historical codes: not a live value
         uid = f"meterlink_{gateway}_{meter.id}_{p.obis.replace('.', '_')}"
         device_class, state_class = classes(p)
-        template = ("{% set r = value_json.readings | selectattr('obis', 'equalto', '" + p.obis + "') | list %}"
-                    "{{ r[0].value if r and r[0].value is not none else this.state }}")
+        template = _TEMPLATE.replace("OBIS", p.obis)
         doc: dict[str, Any] = {
             "name": p.name.replace("_", " "), "unique_id": uid, "object_id": uid,
             "state_topic": f"{base}/data", "value_template": template,

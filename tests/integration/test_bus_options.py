@@ -1,0 +1,70 @@
+"""Bus timing options users ask every gateway for: a pause between transactions, echoing adapters.
+
+A simulated meter with a slow transceiver (``--turnaround``) does not hear a
+request that comes sooner than that after its last reply; with the link's
+``pause`` set, every value is exact with zero retries, and without it the
+retries show.  An echoing adapter (``--echo``: every byte sent comes straight
+back) is read exactly with ``echo: true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers import create_driver
+from gateway.config import parse_config
+from gateway.profiles import profile_points
+from simulators.modbus import ModbusUnit
+from simulators.model import MeterModel
+
+PROFILE = "eastron-sdm630"
+
+
+def served(unit: int, seed: int = 1) -> dict[str, Decimal]:
+    return ModbusUnit(unit, profile_points(PROFILE), MeterModel(seed=seed + unit, frozen=True)).served()
+
+
+async def _read_twice(link: dict[str, Any], tmp_path: Path) -> tuple[dict[str, Decimal | None], Any]:
+    cfg = parse_config({"gateway": {"id": "gw-bus", "data_dir": str(tmp_path / "data")}, "links": {"bus": link},
+                        "meters": {"m1": {"link": "bus", "protocol": "modbus", "address": 1, "profile": PROFILE}}},
+                       base=tmp_path)
+    driver = create_driver(cfg.links["bus"])
+    meter = cfg.meters["m1"]
+    await driver.open()
+    try:
+        results = []
+        for _ in range(2):
+            results = await driver.read(meter, meter.points)
+    finally:
+        await driver.close()
+    return {r.point.obis: r.value for r in results}, driver.counters
+
+
+@pytest.mark.parametrize("pause", [None, "120ms"])
+def test_pause_lets_a_slow_transceiver_hear_every_request(simulate, tmp_path: Path, pause: str | None) -> None:
+    sim = simulate("modbus", "--profile", PROFILE, "--pty", "--freeze", "--turnaround", "100ms")
+    link: dict[str, Any] = {"type": "serial", "port": sim.where, "baudrate": 9600, "parity": "N", "timeout": "300ms",
+                            "retries": 2}
+    if pause:
+        link["pause"] = pause
+    values, counters = asyncio.run(_read_twice(link, tmp_path))
+    if pause is None:
+        assert counters.timeouts > 0, "the slow transceiver should have missed requests sent straight after a reply"
+        return
+    assert counters.timeouts == 0, f"{counters.timeouts} requests went unheard with pause {pause}"
+    assert values == served(1)
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_echoing_adapter(simulate, tmp_path: Path, echo: bool) -> None:
+    sim = simulate("modbus", "--profile", PROFILE, "--pty", "--freeze", "--echo")
+    link = {"type": "serial", "port": sim.where, "baudrate": 9600, "parity": "N", "timeout": "300ms", "echo": echo}
+    values, counters = asyncio.run(_read_twice(link, tmp_path))
+    assert values == served(1)
+    if echo:
+        assert counters.timeouts == 0
