@@ -14,7 +14,7 @@ from gateway.config import Link
 from gateway.driver import Driver, Store
 
 _DRIVERS = {"modbus": "drivers.modbus.driver:ModbusDriver", "dlt645": "drivers.dlt645.driver:Dlt645Driver",
-            "dlms": "drivers.dlms.driver:DlmsDriver"}
+            "dlms": "drivers.dlms.driver:DlmsDriver", "dlt698": "drivers.dlt698.driver:Dlt698Driver"}
 
 
 def create_driver(link: Link, store: Store | None = None) -> Driver:

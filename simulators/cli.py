@@ -10,7 +10,7 @@ import argparse
 import importlib
 import importlib.util
 
-PROTOCOLS = ("modbus", "dlt645", "dlms")
+PROTOCOLS = ("modbus", "dlt645", "dlms", "dlt698")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,12 +12,20 @@ share one bus; replies are preceded by ``preamble`` FE bytes and split into
 link segments when ``max_frame`` is set (the client confirms each segment).
 
 Everything is a pure function of the ``now`` passed in (the true time), so a
-test drives time explicitly; the CLI and the pty/TCP serving come later.
+test drives time explicitly.  ``frozen_at`` pins the live registers (energy,
+instantaneous values) to one meter time while the clock keeps running, so a
+test knows every value served and still sees a live clock; freeze records keep
+their own times.  ``normal_list=False`` emulates a meter that refuses
+GET-Request-NormalList (ERROR-Response "service not supported").
+:class:`Dlt698Handler` serves a bus on a real pty or TCP port (``meterlink
+simulate dlt698``) with the fault injection all simulators share.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
@@ -25,7 +33,12 @@ from drivers.dlt698 import apdu as A
 from drivers.dlt698 import frame as F
 from drivers.dlt698.data import Data, DataType, Oad, Road, ScalerUnit, Selector, structure
 from gateway.errors import FrameError
+from simulators.faults import FaultPlan
+from simulators.serve import Reply
+from simulators.wire import dlt645_transaction
 
+RELEASE_REQUEST = 0x03
+RELEASE_RESPONSE = 0x83
 OBJECT_UNDEFINED = 4
 OBJECT_MISSING = 6
 OUT_OF_RANGE = 8
@@ -50,6 +63,9 @@ class Dlt698Meter:
     clock_offset: float = 0.0  # seconds the meter's clock runs ahead of true time
     epoch: dt.datetime = dt.datetime(2024, 1, 1)  # true time at which ``start_kwh`` was the total
     start_kwh: Decimal = Decimal("12345.67")
+    frozen_at: dt.datetime | None = None  # meter time the live registers stay at (None: they follow the clock)
+    normal_list: bool = True  # False: GET-Request-NormalList is answered "service not supported"
+    history: int = DAILY_RECORDS  # daily freezes held (上1次..上history次)
     _shares: tuple[Decimal, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -79,9 +95,15 @@ class Dlt698Meter:
             return self.forward(at)  # combined = forward + reverse, reverse is 0
         return [0] * (self.tariffs + 1)
 
-    def attribute(self, oad: Oad, at: dt.datetime) -> Data | int:
-        """The whole attribute ``oad`` (index ignored) at meter time ``at``, or a DAR."""
+    def attribute(self, oad: Oad, at: dt.datetime, *, history: bool = False) -> Data | int:
+        """The whole attribute ``oad`` (index ignored) at meter time ``at``, or a DAR.
+
+        Live registers stand at ``frozen_at`` when it is set; a freeze record (``history``) at ``at``.
+        """
         oi, attr = oad.oi, oad.attribute
+        clock = at
+        if self.frozen_at is not None and not history:
+            at = self.frozen_at
         if oi in ENERGY_OIS:
             if attr == 2:
                 kind = DataType.DOUBLE_LONG if oi in (0x0000, 0x0030, 0x0040) else DataType.DOUBLE_LONG_UNSIGNED
@@ -114,14 +136,14 @@ class Dlt698Meter:
                                                         Data(DataType.DATE_TIME_S, when))
                                               for _ in range(self.tariffs + 1)))
         if oi == 0x4000 and attr == 2:
-            return Data(DataType.DATE_TIME_S, at)
+            return Data(DataType.DATE_TIME_S, clock)
         if oi == 0x4001 and attr == 2:
             return Data(DataType.OCTET_STRING, bytes.fromhex(self.address))
         return OBJECT_MISSING
 
-    def read(self, oad: Oad, at: dt.datetime) -> Data | int:
+    def read(self, oad: Oad, at: dt.datetime, *, history: bool = False) -> Data | int:
         """GET semantics: the attribute, or its element ``oad.index`` (1-based), or a DAR."""
-        whole = self.attribute(oad, at)
+        whole = self.attribute(oad, at, history=history)
         if isinstance(whole, int) or oad.index == 0:
             return whole
         if whole.type not in (DataType.ARRAY, DataType.STRUCTURE):
@@ -135,7 +157,7 @@ class Dlt698Meter:
         """The freeze times held at meter time ``at``, newest first (上1次 first)."""
         if oi == 0x5004:
             today = at.replace(hour=0, minute=0, second=0)
-            return [today - dt.timedelta(days=n) for n in range(DAILY_RECORDS)]
+            return [today - dt.timedelta(days=n) for n in range(self.history)]
         if oi == 0x5002:
             last = at.replace(minute=at.minute - at.minute % 15, second=0)
             return [last - dt.timedelta(minutes=15 * n) for n in range(CURVE_RECORDS)]
@@ -178,7 +200,7 @@ class Dlt698Meter:
             return Data(DataType.DATE_TIME_S, when)
         if isinstance(column, Road) or column.oi not in ENERGY_OIS:
             return Data(DataType.NULL)  # a column the freeze does not hold
-        value = self.read(column, when)
+        value = self.read(column, when, history=True)
         return Data(DataType.NULL) if isinstance(value, int) else value
 
 
@@ -193,8 +215,12 @@ class Dlt698Bus:
         self._pending: list[F.Frame] = []
 
     def feed(self, data: bytes, now: dt.datetime) -> bytes:
+        return b"".join(reply for _, reply in self.feed_replies(data, now))
+
+    def feed_replies(self, data: bytes, now: dt.datetime) -> list[tuple[str, bytes]]:
+        """Like ``feed``, each reply with the address of the meter that sends it (for per-meter faults)."""
         self._buffer += bytes(data)
-        out = b""
+        out: list[tuple[str, bytes]] = []
         while True:
             try:
                 used, frame = F.decode(self._buffer)
@@ -204,20 +230,20 @@ class Dlt698Bus:
             self._buffer = self._buffer[used:]
             if frame is None:
                 return out
-            out += self._answer(frame, now)
+            out.extend(self._answer(frame, now))
 
-    def _answer(self, frame: F.Frame, now: dt.datetime) -> bytes:
+    def _answer(self, frame: F.Frame, now: dt.datetime) -> list[tuple[str, bytes]]:
         if frame.from_server:
-            return b""
+            return []
         segment = frame.segment
         if segment is not None:
             if segment.type == F.SegmentType.CONFIRM and self._pending:
-                return self._send(self._pending.pop(0))
-            return b""
+                return [(self._pending[0].server.address, self._send(self._pending.pop(0)))]
+            return []
         self._pending = []
         targets = [m for m in self.meters.values() if frame.server.matches(F.ServerAddress(address=m.address))]
         broadcast = frame.server.type == F.AddressType.BROADCAST
-        replies = b""
+        replies: list[tuple[str, bytes]] = []
         for meter in targets:
             reply = self._service(meter, frame.user_data, now)
             if reply is None or broadcast:
@@ -225,7 +251,7 @@ class Dlt698Bus:
             template = F.response(F.ServerAddress(address=meter.address), b"", client_address=frame.client_address)
             frames = F.split(template, reply, self._fragment_size(template))
             self._pending = frames[1:]
-            replies += self._send(frames[0])
+            replies.append((meter.address, self._send(frames[0])))
         return replies
 
     def _fragment_size(self, template: F.Frame) -> int:
@@ -238,6 +264,10 @@ class Dlt698Bus:
         return F.encode_frame(frame, wakeup=self.preamble)
 
     def _service(self, meter: Dlt698Meter, raw: bytes, now: dt.datetime) -> bytes | None:
+        if len(raw) >= 2 and raw[0] == RELEASE_REQUEST:
+            # RELEASE-Request [3] ∷= PIID, TimeTag; RELEASE-Response [131] ∷= PIID-ACD, 结果 {成功 (0)},
+            # FollowReport, TimeTag (clause 8): 83 PIID 00 00 00, as dlt698's codec encodes it
+            return bytes((RELEASE_RESPONSE, raw[1], 0, 0, 0))
         try:
             request = A.decode_apdu(raw)
         except FrameError:
@@ -251,6 +281,8 @@ class Dlt698Bus:
         if isinstance(request, A.GetRequestNormal):
             return A.encode_apdu(A.GetResponseNormal(request.piid, self._result(meter, request.oad, at)))
         if isinstance(request, A.GetRequestNormalList):
+            if not meter.normal_list:
+                return A.encode_apdu(A.ErrorResponse(request.piid, 2))  # 服务不支持
             results = tuple(self._result(meter, oad, at) for oad in request.oads)
             return A.encode_apdu(A.GetResponseNormalList(request.piid, results))
         if isinstance(request, A.GetRequestRecord):
@@ -276,3 +308,61 @@ class Dlt698Bus:
     def _result(meter: Dlt698Meter, oad: Oad, at: dt.datetime) -> A.ResultNormal:
         value = meter.read(oad, at)
         return A.ResultNormal(oad, dar=value) if isinstance(value, int) else A.ResultNormal(oad, data=value)
+
+
+class Dlt698Handler:
+    """Serves a :class:`Dlt698Bus` on a pty or TCP port (``simulators.serve``): true time from ``clock``,
+    faults per meter (``simulators.faults``), replies delayed by their wire time at ``wire_baud``.
+
+    Faults: ``silent`` (no reply; the request still takes effect), ``late`` (after ``late_delay``), ``crc``
+    (FCS off by one), ``truncate`` (half a frame), ``garbage`` (noise first), ``exception``
+    (ERROR-Response "other" in place of the answer).
+    """
+
+    def __init__(self, bus: Dlt698Bus, *, clock: Callable[[], dt.datetime] | None = None,
+                 faults: FaultPlan | None = None, late_delay: float = 2.0, wire_baud: int | None = None,
+                 seed: int = 3) -> None:
+        self.bus = bus
+        self.clock = clock or dt.datetime.now
+        self.faults = faults or FaultPlan()
+        self.late_delay = late_delay
+        self.wire_baud = wire_baud
+        self._rng = random.Random(seed)
+        self.requests = 0
+
+    def feed(self, data: bytes) -> list[Reply]:
+        out: list[Reply] = []
+        for address, raw in self.bus.feed_replies(data, self.clock()):
+            self.requests += 1
+            fault = self.faults.pick(address)
+            delay = 0.0
+            if fault == "silent":
+                continue
+            if fault == "exception":
+                raw = _error_instead(raw, self.bus.preamble)
+            elif fault == "crc":
+                raw = raw[:-3] + bytes(((raw[-3] + 1) & 0xFF,)) + raw[-2:]
+            elif fault == "truncate":
+                raw = raw[: max(4, len(raw) // 2)]
+            elif fault == "garbage":
+                raw = bytes(self._rng.randrange(256) for _ in range(3)) + raw
+            elif fault == "late":
+                delay = self.late_delay
+            if self.wire_baud:
+                delay += dlt645_transaction(self.wire_baud, len(data), len(raw))  # same line physics, Td 20 ms
+            out.append(Reply(raw, delay))
+        return out
+
+
+def _error_instead(raw: bytes, preamble: int) -> bytes:
+    """The same reply frame carrying ERROR-Response (255 "other") for the request's PIID."""
+    _, frame = F.decode(raw)
+    if frame is None or frame.segmented:
+        return raw
+    try:
+        piid_acd = getattr(A.decode_apdu(frame.user_data), "piid_acd", 0)
+    except FrameError:
+        piid_acd = 0
+    error = F.response(frame.server, A.encode_apdu(A.ErrorResponse(piid_acd, 255)),
+                       client_address=frame.client_address)
+    return F.encode_frame(error, wakeup=preamble)
