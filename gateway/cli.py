@@ -86,6 +86,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gateway.schema import run_schema
+
+    return run_schema(args)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if args.link not in cfg.links:
@@ -136,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="validate a configuration file")
     s.add_argument("-c", "--config", required=True)
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("schema", help="print the configuration's JSON Schema (editor completion; docs/configuration.md)")
+    s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser("scan", help="find the meters answering on a link")
     s.add_argument("-c", "--config", required=True)

@@ -9,13 +9,26 @@ when the meter was last read.  Meters and gateways that went quiet are flagged:
              the gateway's will ``{"online": false}`` after it vanished);
 ``stale``    no data newer than ``--stale`` or 3 of the meter's own poll
              periods, whichever is longer: a gateway that hangs or lost its
-             uplink says nothing, so silence itself has to be noticed.
+             uplink says nothing, so silence itself has to be noticed;
+``waiting``  known from its retained status but no data seen yet: data
+             messages are not retained, so a meter polled every 15 min may
+             say nothing for 15 min after ``watch`` starts ("waiting (polls
+             every 15m)" when its status gives ``interval_s``).
 
 Values are taken by acquisition time (``ts``), not arrival order: after an
 outage a gateway drains its backlog oldest first, and an hour-old reading must
-not overwrite the live one.  "Energy today" is the import register now minus
-its first value seen today (local time); marked ``*`` when ``watch`` started
-after the day's first reading, so the figure covers part of the day only.
+not overwrite the live one.  Only live values are shown: a value from the
+meter's history (OBIS value group F other than 255, e.g. a daily freeze
+``1.0.1.8.0.126``, or a load-profile record carrying a ``meter_ts`` older
+than its poll) is never taken for the register now.
+
+"kWh today" is energy imported since local midnight: the import register now
+minus the register at midnight.  The register at midnight comes from the
+meter's own history when the gateway delivers it (a daily freeze or a
+load-profile record stamped 00:00 local time), else from the first reading of
+the day when it was taken within 20 minutes of midnight.  When neither was
+seen (``watch`` started later in the day) the figure counts from the first
+reading seen today and is marked ``*``.
 
 ``--csv FILE`` appends every reading seen, as it arrives, to FILE.
 """
@@ -45,7 +58,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gateway.durations import parse_duration
+from gateway.durations import format_duration, parse_duration
 from gateway.reading import parse_ts
 
 TOTAL_POWER = "1.0.16.7.0.255"  # sum Li active power (+P - -P), IEC 62056-61
@@ -55,6 +68,7 @@ ENERGY_IMPORT = "1.0.1.8.0.255"
 TO_KILO = {"W": Decimal("0.001"), "kW": Decimal(1), "MW": Decimal(1000),
            "Wh": Decimal("0.001"), "kWh": Decimal(1), "MWh": Decimal(1000)}
 TO_VOLT = {"V": Decimal(1), "kV": Decimal(1000)}
+HISTORY_SLACK = 10.0  # s: a meter_ts older than its poll by more than this marks a value from the meter's history
 PARTIAL_DAY_AFTER = 20 * 60  # s after midnight: a first reading later than this means we missed the day's start
 CSV_FIELDS = ("received", "gateway", "meter", "seq", "obis", "name", "value", "unit", "ts", "meter_ts", "quality")
 
@@ -73,6 +87,8 @@ class MeterView:
     error: str | None = None
     day: date | None = None
     energy_start: tuple[float, Decimal] | None = None  # (ts, kWh) of the day's first import reading seen
+    at_midnight: dict[date, Decimal] = field(default_factory=dict)  # import register at local midnight, from history
+    interval: float | None = None  # the poll interval the gateway announces in the meter's status
 
     def period(self) -> float | None:
         """The meter's poll period as observed (median of the last few gaps between data messages)."""
@@ -93,12 +109,15 @@ class MeterView:
         return [_scaled(self.readings[o], TO_VOLT) if o in self.readings else None for o in VOLTAGES]
 
     def energy_today(self) -> tuple[Decimal | None, bool]:
-        """(kWh imported today so far, partial); partial when the day's first reading was not seen."""
+        """(kWh imported since local midnight, partial); partial: counted from a first reading later in the day."""
         r = self.readings.get(ENERGY_IMPORT)
         now_kwh = _scaled(r, TO_KILO) if r is not None else None
         if now_kwh is None or self.energy_start is None:
             return None, False
         start_ts, start_kwh = self.energy_start
+        day = datetime.fromtimestamp(self.reading_ts[ENERGY_IMPORT]).date()
+        if day in self.at_midnight:
+            return now_kwh - self.at_midnight[day], False
         midnight = datetime.fromtimestamp(start_ts).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         return now_kwh - start_kwh, start_ts - midnight > PARTIAL_DAY_AFTER
 
@@ -172,6 +191,9 @@ class Monitor:
         if kind == "status":
             mv.online = doc.get("online") if isinstance(doc.get("online"), bool) else None
             mv.error = str(doc["error"]) if doc.get("error") else None
+            interval = doc.get("interval_s")
+            if isinstance(interval, int | float | Decimal) and not isinstance(interval, bool) and interval > 0:
+                mv.interval = float(interval)
             return None
         if kind == "data":
             return self._data(mv, doc)
@@ -202,14 +224,32 @@ class Monitor:
             mv.ts = ts
         for r in readings:
             obis = r["obis"]
-            if ts >= mv.reading_ts.get(obis, float("-inf")):
+            rts = _reading_ts(r, ts)
+            history = _meter_ts(r)
+            if not _is_live(obis, rts, history):
+                if history is not None and obis.rsplit(".", 1)[0] == ENERGY_IMPORT.rsplit(".", 1)[0]:
+                    self._midnight(mv, history, r)
+                continue
+            if rts >= mv.reading_ts.get(obis, float("-inf")):
                 mv.readings[obis] = r
-                mv.reading_ts[obis] = ts
+                mv.reading_ts[obis] = rts
             if obis == ENERGY_IMPORT:
-                self._energy(mv, ts, r)
+                self._energy(mv, rts, r)
         gv = self._gateway(mv.gateway)
         gv.last_data = ts if gv.last_data is None else max(gv.last_data, ts)
         return Seen(mv.gateway, mv.meter, seq, readings)
+
+    @staticmethod
+    def _midnight(mv: MeterView, meter_ts: float, r: dict[str, Any]) -> None:
+        """A historical import register stamped local midnight is where today's (or that day's) energy starts."""
+        kwh = _scaled(r, TO_KILO)
+        if kwh is None or r.get("quality", "good") != "good":
+            return
+        when = datetime.fromtimestamp(meter_ts)
+        if when.hour == 0 and when.minute == 0 and when.second == 0:
+            mv.at_midnight[when.date()] = kwh
+            for old in sorted(mv.at_midnight)[:-3]:  # a few days are plenty: only today's is shown
+                del mv.at_midnight[old]
 
     @staticmethod
     def _energy(mv: MeterView, ts: float, r: dict[str, Any]) -> None:
@@ -225,15 +265,15 @@ class Monitor:
     # --- judgement ----------------------------------------------------------------
 
     def stale_after(self, mv: MeterView) -> float:
-        period = mv.period()
+        period = mv.period() or mv.interval
         return max(self.stale, 3 * period) if period else self.stale
 
     def meter_state(self, mv: MeterView, now: float) -> str:
-        """online | stale | offline | no data."""
+        """online | stale | offline | waiting (known, but no data seen yet)."""
         if self.gateways.get(mv.gateway, GatewayView(mv.gateway)).online is False or mv.online is False:
             return "offline"
         if mv.ts is None:
-            return "no data"
+            return "waiting"
         return "stale" if now - mv.ts > self.stale_after(mv) else "online"
 
     def gateway_state(self, gv: GatewayView, now: float) -> str:
@@ -241,7 +281,7 @@ class Monitor:
         if gv.online is False:
             return "offline"
         if gv.last_data is None:
-            return "no data"
+            return "waiting"
         patience = max((self.stale_after(mv) for (g, _), mv in self.meters.items() if g == gv.gateway and mv.ts),
                        default=self.stale)
         return "stale" if now - gv.last_data > patience else "online"
@@ -249,7 +289,35 @@ class Monitor:
 
 # --------------------------------------------------------------------------- rendering
 
-_STYLE = {"online": "green", "stale": "yellow", "offline": "red", "no data": "dim"}
+_STYLE = {"online": "green", "stale": "yellow", "offline": "red", "waiting": "dim"}
+
+
+def _meter_ts(r: dict[str, Any]) -> float | None:
+    try:
+        return parse_ts(str(r["meter_ts"])).timestamp() if r.get("meter_ts") else None
+    except ValueError:
+        return None
+
+
+def _reading_ts(r: dict[str, Any], message_ts: float) -> float:
+    """When the gateway acquired the reading (its own ``ts``; the message's when it has none)."""
+    try:
+        return parse_ts(str(r["ts"])).timestamp() if r.get("ts") else message_ts
+    except ValueError:
+        return message_ts
+
+
+def _is_live(obis: str, ts: float, meter_ts: float | None) -> bool:
+    """The register's value now: F = 255 and no meter time stamp from before the poll (a load-profile record)."""
+    return obis.rsplit(".", 1)[-1] == "255" and (meter_ts is None or meter_ts >= ts - HISTORY_SLACK)
+
+
+def state_text(mv: MeterView, state: str, short: bool = False) -> str:
+    """The state as shown; a meter not heard from yet says how long the wait may be."""
+    if state != "waiting" or short:
+        return state
+    interval = mv.interval or mv.period()
+    return f"waiting (polls every {format_duration(interval)})" if interval else "waiting"
 
 
 def _num(v: Decimal | None, places: int) -> str:
@@ -279,7 +347,7 @@ def render(mon: Monitor, width: int, height: int | None, now: float | None = Non
     now = time.time() if now is None else now
     tiny, narrow, wide = width < 50, width < 72, width >= 110
     states = {key: mon.meter_state(mv, now) for key, mv in mon.meters.items()}
-    rank = {"offline": 0, "stale": 1, "no data": 2, "online": 3}
+    rank = {"offline": 0, "stale": 1, "waiting": 2, "online": 3}
     items = sorted(mon.meters.items(), key=lambda kv: (rank[states[kv[0]]], kv[0]))
 
     compact = height is not None and height - (2 + len(mon.gateways)) - 3 < min(len(items), 5)
@@ -335,7 +403,7 @@ def render(mon: Monitor, width: int, height: int | None, now: float | None = Non
         st = states[key]
         energy, partial = mv.energy_today()
         row = [f"{mv.gateway}/{mv.meter}"] if tiny else [mv.gateway, mv.meter]
-        row += [Text(st, _STYLE[st]), _num(mv.power_kw(), 2)]
+        row += [Text(state_text(mv, st, short=narrow), _STYLE[st]), _num(mv.power_kw(), 2)]
         row += [_num(v, 1) for v in mv.voltages()[:volts]]
         if not tiny:
             age = _age(mv.ts, now)
@@ -348,7 +416,8 @@ def render(mon: Monitor, width: int, height: int | None, now: float | None = Non
         parts.append(Text(f"… {len(items) - shown} more meters", style="dim"))
     conn = "" if connected else "  [not connected: retrying]"
     foot = Text(f"{broker} {mon.prefix}/#  {mon.messages:,} messages{conn}  "
-                f"{datetime.fromtimestamp(now).strftime('%H:%M:%S')}  * = since watch started",
+                f"{datetime.fromtimestamp(now).strftime('%H:%M:%S')}  kWh today: since midnight; "
+                "* = since the first reading seen today",
                 style="red" if not connected else "dim")
     foot.truncate(width, overflow="ellipsis")
     parts.append(foot)

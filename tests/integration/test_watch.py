@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,14 +28,12 @@ from rich.console import Console
 from gateway.journal import Journal
 from gateway.reading import format_ts
 from gateway.watch import Monitor, parse_broker, render
-from tests.simproc import REPO, meterlink_cmd, write_config
+from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 P = "fleet"
 
 
 def _data(gw: str, meter: str, seq: int, ts: float, readings: list[tuple[str, str | None, str]]) -> bytes:
-    from datetime import UTC, datetime
-
     stamp = format_ts(datetime.fromtimestamp(ts, UTC))
     return json.dumps({"gateway": gw, "meter": meter, "seq": seq, "ts": stamp, "readings": [
         {"gateway": gw, "meter": meter, "obis": o, "name": "x", "value": None if v is None else float(v), "unit": u,
@@ -117,6 +116,57 @@ def test_watch_view_fits_the_terminal(width: int, height: int | None) -> None:
         assert "1.23" in out.getvalue() and "230.1" in out.getvalue()
 
 
+def _local_midnight(now: float) -> float:
+    return datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def _history_data(gw: str, meter: str, seq: int, ts: float,
+                  readings: list[tuple[str, str, str, float | None]]) -> bytes:
+    """A data message whose readings may carry a meter_ts (a freeze, a load-profile record)."""
+    stamp = format_ts(datetime.fromtimestamp(ts, UTC))
+    return json.dumps({"gateway": gw, "meter": meter, "seq": seq, "ts": stamp, "readings": [
+        {"gateway": gw, "meter": meter, "obis": o, "name": "x", "value": float(v), "unit": u, "ts": stamp,
+         "meter_ts": None if mts is None else format_ts(datetime.fromtimestamp(mts, UTC)), "quality": "good"}
+        for o, v, u, mts in readings]}).encode()
+
+
+def test_monitor_energy_today_from_midnight_and_history_is_not_live() -> None:
+    mon = Monitor(P, stale=60)
+    now = time.mktime(time.strptime("2030-06-01 10:00:00", "%Y-%m-%d %H:%M:%S"))
+    midnight = _local_midnight(now)
+    # watch came in at 10:00; the gateway delivers the daily freeze at local midnight as F = 126
+    mon.handle(f"{P}/gw/e1/data", _history_data("gw", "e1", 9, now, [
+        ("1.0.1.8.0.255", "1234.5", "kWh", None), ("1.0.1.8.0.126", "1200.25", "kWh", midnight)]))
+    e1 = mon.meters[("gw", "e1")]
+    assert e1.energy_today() == (Decimal("34.25"), False)
+    # the older scheme: the freeze under the live code with its meter_ts, listed after the live value
+    mon.handle(f"{P}/gw/e2/data", _history_data("gw", "e2", 4, now, [
+        ("1.0.1.8.0.255", "520.75", "kWh", None), ("1.0.16.7.0.255", "3.5", "kW", None),
+        ("1.0.1.8.0.255", "500", "kWh", midnight), ("1.0.16.7.0.255", "9.9", "kW", midnight + 900)]))
+    e2 = mon.meters[("gw", "e2")]
+    assert e2.readings["1.0.1.8.0.255"]["value"] == Decimal("520.75") and e2.power_kw() == Decimal("3.5")
+    assert e2.energy_today() == (Decimal("20.75"), False)
+    # yesterday's freeze does not start today: without today's, the figure counts from 10:00, marked partial
+    mon.handle(f"{P}/gw/e3/data", _history_data("gw", "e3", 1, now, [
+        ("1.0.1.8.0.255", "70", "kWh", None), ("1.0.1.8.0.126", "60", "kWh", midnight - 86400)]))
+    assert mon.meters[("gw", "e3")].energy_today() == (Decimal(0), True)
+
+
+def test_monitor_waiting_meter_says_how_long() -> None:
+    mon = Monitor(P, stale=60)
+    now = 2_000_000_000.0
+    mon.handle(f"{P}/gw/status", b'{"online": true, "version": "0.1.0"}')
+    mon.handle(f"{P}/gw/slow/status", b'{"online": true, "last_ok": null, "error": null, "interval_s": 900.0}')
+    mon.handle(f"{P}/gw/old/status", b'{"online": true, "last_ok": null, "error": null}')  # an older gateway
+    assert mon.meter_state(mon.meters[("gw", "slow")], now) == "waiting"
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(render(mon, 160, None, now=now, broker="mqtt://b:1"))
+    lines = out.getvalue().splitlines()
+    assert any("slow" in line and "waiting (polls every 15m)" in line for line in lines), out.getvalue()
+    assert any("old" in line and "waiting" in line and "polls" not in line for line in lines), out.getvalue()
+    assert "no data" not in out.getvalue()
+
+
 def test_parse_broker() -> None:
     assert parse_broker("h") == ("h", 1883) and parse_broker("h:1884") == ("h", 1884)
     assert parse_broker("[::1]:9") == ("::1", 9)
@@ -141,6 +191,25 @@ def _journal_values(data_dir: Path, gw: str) -> dict[tuple[str, int, str], Decim
         j.close()
 
 
+def _real_seqs(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with path.open() as f:
+        return {r["seq"] for r in csv.DictReader(f) if r.get("gateway") == "gw-real"}
+
+
+def _retained(port: int, topic: str) -> dict[str, object]:
+    async def get() -> dict[str, object]:
+        async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-{uuid.uuid4().hex[:8]}") as c:
+            await c.subscribe(topic, qos=1)
+            async with asyncio.timeout(10):
+                async for m in c.messages:
+                    return dict(json.loads(bytes(m.payload)))
+        return {}
+
+    return asyncio.run(get())
+
+
 def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_path: Path) -> None:
     prefix = f"watch-{uuid.uuid4().hex[:8]}"
     now = time.time()
@@ -150,7 +219,7 @@ def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_
     ]))
     out_csv = tmp_path / "seen.csv"
     watch = subprocess.Popen([*meterlink_cmd(), "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
-                              "--prefix", prefix, "--csv", str(out_csv), "--seconds", "7"], cwd=REPO,
+                              "--prefix", prefix, "--csv", str(out_csv)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "COLUMNS": "200"})
     gw = None
@@ -175,6 +244,9 @@ def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_
         })
         gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # until the CSV holds 3 of the real gateway's data messages (then Ctrl-C: watch prints its last view)
+        assert wait_for(lambda: len(_real_seqs(out_csv)) >= 3, timeout=40), "watch saw fewer than 3 data messages"
+        watch.send_signal(signal.SIGINT)
         out, err = watch.communicate(timeout=30)
     finally:
         if watch.poll() is None:
@@ -196,7 +268,9 @@ def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_
     with out_csv.open() as f:
         seen = list(csv.DictReader(f))
     real = [r for r in seen if r["gateway"] == "gw-real"]
-    assert len({r["seq"] for r in real}) >= 3, "watch saw fewer than 3 data messages in 7 s"
+    assert len({r["seq"] for r in real}) >= 3, "watch saw fewer than 3 data messages"
+    # the meter's retained status says how often it is polled, for "waiting (polls every ...)"
+    assert _retained(mosquitto.port, f"{prefix}/gw-real/sdm/status")["interval_s"] == 1.0
     journal = _journal_values(tmp_path / "data", "gw-real")
     for r in real:
         assert Decimal(r["value"]) == journal[("sdm", int(r["seq"]), r["obis"])], r
@@ -213,8 +287,35 @@ def test_watch_live_on_a_small_terminal(mosquitto) -> None:
     prefix = f"live-{uuid.uuid4().hex[:8]}"
     asyncio.run(_publish(mosquitto.port, [(f"{prefix}/gw-a/status", b'{"online": false}', True)]))
     rc, screen = run_in_pty([*meterlink_cmd(), "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
-                             "--prefix", prefix], seconds=2.5, rows=10, cols=40)
+                             "--prefix", prefix, "--seconds", "2.5"], seconds=30, rows=10, cols=40)
     assert rc == 0 and "gw-a" in screen and "offline" in screen and "Traceback" not in screen, screen
+
+
+def test_watch_live_waiting_meters_and_energy_since_midnight(mosquitto) -> None:
+    """On a real terminal: a meter known only by its status waits with its interval; kWh today counts from midnight."""
+    from tests.integration.test_metrics_run import run_in_pty
+
+    prefix = f"today-{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    midnight = _local_midnight(now)
+    # retained, so the watch started below gets them at once (a gateway's data messages are not retained)
+    asyncio.run(_publish(mosquitto.port, [
+        (f"{prefix}/gw-t/status", b'{"online": true, "version": "0.1.0"}', True),
+        (f"{prefix}/gw-t/w1/status", b'{"online": true, "last_ok": null, "error": null, "interval_s": 60}', True),
+        (f"{prefix}/gw-t/e1/data", _history_data("gw-t", "e1", 3, now, [
+            ("1.0.1.8.0.255", "1234.5", "kWh", None), ("1.0.1.8.0.126", "1200.25", "kWh", midnight)]), True),
+        (f"{prefix}/gw-t/e2/data", _history_data("gw-t", "e2", 3, now, [
+            ("1.0.1.8.0.255", "520.75", "kWh", None), ("1.0.1.8.0.255", "500", "kWh", midnight)]), True),
+    ]))
+    rc, screen = run_in_pty([*meterlink_cmd(), "watch", "--mqtt", f"127.0.0.1:{mosquitto.port}",
+                             "--prefix", prefix, "--seconds", "2.5"], seconds=30, rows=24, cols=160)
+    final = screen[screen.rfind("gateway"):] if "gateway" in screen else screen
+    assert rc == 0 and "Traceback" not in screen, screen
+    assert "waiting (polls every 1m)" in final and "no data" not in screen, final
+    e1 = next(line for line in final.splitlines() if " e1 " in line)
+    e2 = next(line for line in final.splitlines() if " e2 " in line)
+    assert "34.25" in e1 and "34.25*" not in e1, e1
+    assert "20.75" in e2 and "20.75*" not in e2, e2
 
 
 def test_watch_unreachable_broker_is_one_line(tmp_path: Path) -> None:
