@@ -32,7 +32,7 @@ def make_meter(*, profile: str = DEFAULT_PROFILE, points: Sequence[Point] | None
     """A simulated meter serving the points of ``profile`` (values from :class:`MeterModel` with ``seed``).
 
     ``settings`` are :class:`SimMeter` fields: ``auth``, ``password``, ``encryption_key``,
-    ``authentication_key``, ``system_title``, ``logical``, ``physical``, ``serial``, ``utc_offset``,
+    ``authentication_key``, ``system_title``, ``logical``, ``physical``, ``serial``, ``utc_offset``, ``zone``,
     ``max_pdu``, ``with_list``, ``drop_after``, ``missing``, ``days``.
     """
     pts = list(points) if points is not None else profile_points(profile)

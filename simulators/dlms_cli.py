@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from gateway.durations import parse_duration
+from gateway.meterclock import check_zone
 from gateway.profiles import ProfileError, load_profile, profile_points
 from simulators.dlms_meter import SimMeter
 from simulators.faults import FaultPlan, parse_fault
@@ -44,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--clock-start", help="the meter's time at start, ISO 8601 (e.g. 2026-01-05T10:00:00Z)")
     m.add_argument("--time-speed", type=float, default=1.0, help="meter seconds per real second (default 1)")
     m.add_argument("--utc-offset", type=int, default=0, help="the meter's local time zone in minutes east of UTC")
+    m.add_argument("--zone", help="the meter keeps wall time in this IANA zone and sends date-times without a "
+                                  "deviation (\"not specified\"), e.g. Asia/Shanghai")
     m.add_argument("--days", type=int, default=10, help="days of load profile the meter keeps (default 10)")
     m.add_argument("--max-pdu", type=int, default=512, help="the meter's maximum APDU size (block transfer above)")
     m.add_argument("--max-info", type=int, default=128, help="HDLC maximum information field length")
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         interval = parse_duration(args.push_interval)
         start = parse_instant(args.clock_start) if args.clock_start else None
         load_profile(args.profile)
+        if args.zone is not None:
+            check_zone(args.zone)
         points = profile_points(args.profile)
         keys = {"enc_key": bytes.fromhex(args.enc_key), "auth_key": bytes.fromhex(args.auth_key)}
         title = bytes.fromhex(args.system_title)
@@ -110,7 +115,8 @@ async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late
             password=args.password.encode("latin-1"), encryption_key=keys["enc_key"],
             authentication_key=keys["auth_key"], system_title=title, logical=args.logical, physical=physical,
             serial=args.serial if n == 0 else str(int(args.serial) + n) if args.serial.isdigit() else args.serial,
-            utc_offset=args.utc_offset, days=args.days, max_pdu=args.max_pdu, with_list=not args.no_with_list,
+            utc_offset=args.utc_offset, zone=args.zone, days=args.days, max_pdu=args.max_pdu,
+            with_list=not args.no_with_list,
             drop_after=args.drop_after, missing=frozenset(args.missing),
             general_protection=not args.no_general_protection))
     wrapper = args.wrapper or (args.tcp is not None and not args.hdlc)

@@ -21,8 +21,9 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from drivers.dlms import axdr
 from drivers.dlms.apdu import DataAccessResult, RangeSelector, obis_bytes
@@ -114,6 +115,7 @@ class SimMeter:
     authentication_key: bytes = bytes(range(0xD0, 0xE0))
     system_title: bytes = b"SIM\x00\x00\x00\x00\x01"
     utc_offset: int = 0                        # minutes; the clock sends deviation = -utc_offset
+    zone: str | None = None                    # IANA zone: wall time there, deviation "not specified" (0x8000)
     days: int = 10
     missing: frozenset[str] = frozenset()
     max_pdu: int = 512
@@ -177,10 +179,29 @@ class SimMeter:
     def meter_datetime(self, t: float | None = None) -> datetime:
         return datetime.fromtimestamp(self.clock.now() if t is None else t, UTC)
 
+    def cosem_time(self, t: float | None = None, *, status: int | None = None) -> axdr.CosemDateTime:
+        """The meter's time ``t`` as it sends it: local time with deviation ``-utc_offset``; with a ``zone``,
+        as meters set up in local time do, the wall time there with deviation "not specified" and
+        clock_status bit 7 "daylight saving active" set in summer time (Blue Book 4.1.6.1)."""
+        status = self.clock_status if status is None else status
+        if self.zone is None:
+            return axdr.CosemDateTime.from_datetime(self.meter_datetime(t), deviation=-self.utc_offset,
+                                                    status=status)
+        local = self.meter_datetime(t).astimezone(ZoneInfo(self.zone))
+        return axdr.CosemDateTime(year=local.year, month=local.month, day=local.day, hour=local.hour,
+                                  minute=local.minute, second=local.second, hundredths=local.microsecond // 10000,
+                                  deviation=None, status=status | (axdr.CLOCK_DST if local.dst() else 0))
+
+    def local_midnight(self, t: float) -> float:
+        """The start of the meter's local day holding ``t``."""
+        if self.zone is None:
+            shift = self.utc_offset * 60
+            return math.floor((t + shift) / 86400) * 86400 - shift
+        local = datetime.fromtimestamp(t, ZoneInfo(self.zone))
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
     def clock_data(self, t: float | None = None) -> Data:
-        when = axdr.CosemDateTime.from_datetime(self.meter_datetime(t), deviation=-self.utc_offset,
-                                                status=self.clock_status)
-        return axdr.octets(when.to_bytes())
+        return axdr.octets(self.cosem_time(t).to_bytes())
 
     def energy_wh(self, kind: str, t: float) -> int:
         """Deterministic cumulative energy at meter time ``t`` (never falls): the profiles' history."""
@@ -208,6 +229,8 @@ class SimMeter:
             if (attribute == 3 and class_id in (3, 4)) or (attribute == 4 and class_id == 5):
                 return su
             if attribute == 5 and class_id == 4:
+                if self.zone is not None:
+                    return axdr.octets(self.cosem_time(self.local_midnight(self.clock.now()), status=0).to_bytes())
                 midnight = self.meter_datetime().replace(hour=0, minute=0, second=0, microsecond=0)
                 return axdr.datetime_data(midnight, deviation=-self.utc_offset)
             return DataAccessResult.OBJECT_UNAVAILABLE
@@ -241,11 +264,15 @@ class SimMeter:
         """The record time stamps in the buffer: every period boundary of the last ``days`` days (meter-local)."""
         now = self.clock.now() if now is None else now
         period = self.period(obis)
-        shift = self.utc_offset * 60 if period == 86400 else 0  # daily records at local midnight
-        last = math.floor((now + shift) / period) * period - shift
         first = now - self.days * 86400
         out = []
-        t = last
+        if period == 86400:  # daily records at local midnight (23 or 25 h apart across a DST change)
+            day = datetime.fromtimestamp(self.local_midnight(now), UTC)
+            while day.timestamp() >= first:
+                out.append(day.timestamp())
+                day = datetime.fromtimestamp(self.local_midnight((day - timedelta(hours=1)).timestamp()), UTC)
+            return out[::-1]
+        t = math.floor(now / period) * period
         while t >= first:
             out.append(t)
             t -= period
@@ -278,8 +305,9 @@ class SimMeter:
                 if selector.restricting.obis != CLOCK:
                     return DataAccessResult.OTHER_REASON
                 try:
-                    lo = axdr.as_datetime(selector.from_value, UTC).timestamp()
-                    hi = axdr.as_datetime(selector.to_value, UTC).timestamp()
+                    zone = ZoneInfo(self.zone) if self.zone else UTC
+                    lo = axdr.as_datetime(selector.from_value, zone).timestamp()
+                    hi = axdr.as_datetime(selector.to_value, zone).timestamp()
                 except ValueError:
                     return DataAccessResult.TYPE_UNMATCHED
                 times = [t for t in times if lo <= t <= hi]

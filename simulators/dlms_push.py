@@ -24,7 +24,7 @@ def notification(meter: SimMeter, invoke_id: int) -> bytes:
             continue
         value, su = meter.register(obis)
         items.append(axdr.structure(axdr.octets(ap.obis_bytes(obis)), value, su))
-    when = axdr.CosemDateTime.from_datetime(meter.meter_datetime(), deviation=-meter.utc_offset)
+    when = meter.cosem_time(status=0)
     return ap.DataNotification(long_invoke_id=invoke_id, date_time=when, body=axdr.array(items)).to_bytes()
 
 

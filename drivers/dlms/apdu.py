@@ -571,3 +571,33 @@ def parse_initiate(raw: bytes) -> Initiate:
     return Initiate(conformance=int.from_bytes(body[marker + 4:marker + 7], "big"),
                     max_receive_pdu=int.from_bytes(body[marker + 7:marker + 9], "big"), version=body[marker - 1])
 
+
+
+def _ber_elements(raw: bytes) -> dict[int, bytes]:
+    """The BER elements of one constructed value, by tag (ACSE uses single-byte tags), lengths as BER defines."""
+    out: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(raw):
+        tag = raw[pos]
+        n, pos = axdr.decode_length(raw, pos + 1)  # A-XDR and BER definite lengths are the same encoding
+        if pos + n > len(raw):
+            raise FrameError(f"AARE element {tag:#04x} of {n} bytes runs past the end")
+        out.setdefault(tag, bytes(raw[pos:pos + n]))
+        pos += n
+    return out
+
+
+def aare_user_information(aare: bytes) -> bytes | None:
+    """The xDLMS APDU inside an AARE's user-information (Green Book 9.4.2 Table 65: ``[30] IMPLICIT``
+    ``Association-information``, an OCTET STRING around the InitiateResponse), as the meter sent it.
+
+    The driver reads the conformance from these bytes with :func:`parse_initiate`: dlms-cosem 21.3.2's
+    ``InitiateResponse`` keeps only the conformance bits it knows (no read, write, unconfirmed-write,
+    information-report or parameterized-access), so its re-encoding is not what the meter granted.
+    """
+    if not aare or aare[0] != AARE:
+        raise FrameError(f"not an AARE: {aare[:4].hex(' ')}")
+    fields = _ber_elements(_ber_elements(aare).get(AARE, b""))
+    if 0xBE not in fields:
+        return None
+    return _ber_elements(fields[0xBE]).get(0x04)

@@ -418,7 +418,15 @@ class CosemDateTime:
                 + dev.to_bytes(2, "big", signed=True) + bytes([self.status]))
 
     def to_datetime(self, unspecified: tzinfo | None = None) -> datetime:
-        """An aware datetime; a missing deviation means the zone ``unspecified`` (default: the gateway's)."""
+        """An aware datetime; a missing deviation means the zone ``unspecified`` (default: the gateway's).
+
+        Without a deviation the meter's wall time is read in ``unspecified``
+        with that zone's rules at this very time stamp (a record from before a
+        daylight-saving change gets the offset of its own day).  The hour the
+        clocks go back is on the wall twice; clock_status bit 7 "daylight
+        saving active" (Blue Book 4.1.6.1) says which of the two the meter
+        means, when the meter sets the status at all (not 0xFF).
+        """
         try:
             naive = datetime(self.year, self.month, self.day, self.hour, self.minute, self.second,
                              self.hundredths * 10000)
@@ -427,7 +435,14 @@ class CosemDateTime:
         if self.deviation is None:
             if unspecified is None:
                 return naive.astimezone()
-            return naive.replace(tzinfo=unspecified)
+            local = naive.replace(tzinfo=unspecified)
+            if self.status != CLOCK_STATUS_NOT_SPECIFIED:
+                other = local.replace(fold=1)
+                if other.utcoffset() != local.utcoffset():  # the repeated hour: fold 0 is the summer-time one
+                    chosen = local if bool(self.status & CLOCK_DST) == bool(local.dst()) else other
+                    # as a fixed offset: datetimes of one zone compare by wall time, fold ignored
+                    return chosen.astimezone(timezone(chosen.utcoffset() or timedelta(0)))
+            return local
         return naive.replace(tzinfo=timezone(timedelta(minutes=-self.deviation)))
 
 
@@ -438,6 +453,7 @@ def datetime_data(dt: datetime, *, deviation: int | None = 0) -> Data:
 
 CLOCK_INVALID = 0x01    # Blue Book 4.1.6.1 clock_status bit 0: invalid value
 CLOCK_DOUBTFUL = 0x02   # bit 1: doubtful value
+CLOCK_DST = 0x80        # bit 7: daylight saving active
 CLOCK_STATUS_NOT_SPECIFIED = 0xFF
 
 

@@ -18,8 +18,12 @@ What a read does, for the points due:
   obis)``) to the meter's clock, so an outage of the gateway or the meter is
   backfilled from the meter's buffer.  Each record gives one reading of the
   profile's own OBIS (value: the record's status word, 0 without one) and one
-  reading per captured value under the value's OBIS, all with the record's
-  time stamp as ``meter_ts``.
+  reading per captured value under the value's historical OBIS code (F = 126:
+  ``1.0.1.8.0.255`` captured every 15 min goes out as ``1.0.1.8.0.126``, so
+  no subscriber of the live register takes a record for the current value),
+  all with the record's time stamp as ``meter_ts``.  Time stamps without a
+  deviation are read in the meter's ``timezone``.  Where a backfill starts
+  rests on the profile's own OBIS, which keeps its code.
 
 All plain attributes of one read go in GET-with-list requests where the meter
 negotiated it, cut to its PDU size.  A meter that drops the association
@@ -36,7 +40,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from drivers.dlms import apdu as ap
@@ -51,7 +55,7 @@ from gateway.config import Link, Meter, Point, SerialLinkConfig
 from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
 from gateway.meterclock import zone_info
-from gateway.reading import Quality
+from gateway.reading import Quality, historical_obis
 from gateway.secrets import read_secret
 
 REGISTER, EXTENDED_REGISTER, DEMAND_REGISTER, CLOCK, PROFILE = 3, 4, 5, 8, 7
@@ -400,7 +404,8 @@ class _Plan:
             self.profile_out[p.obis] = [PointResult.invalid(p, f"the meter answered {exc} reading the buffer")]
             return
         try:
-            records = _records(axdr.decode_all(raw), columns, st.periods.get(p.obis, 0))
+            records = _records(axdr.decode_all(raw), columns, st.periods.get(p.obis, 0),
+                               zone_info(self.meter.config.timezone))
         except (FrameError, ValueError) as exc:
             self.profile_out[p.obis] = [PointResult.invalid(p, f"buffer: {exc}")]
             return
@@ -430,10 +435,11 @@ class _Plan:
         self.profile_out[p.obis] = out
 
     def _column(self, p: Point, col: AttributeRef, d: axdr.Data, ts: datetime, named: Point | None) -> PointResult:
+        """One captured value of a record, under its historical OBIS code (:func:`_record_obis`)."""
         name = named.name if named is not None and named.name != p.name else "obis_" + col.obis.replace(".", "_")
         unit = named.unit if named is not None else ""
-        point = dataclasses.replace(p, obis=col.obis, name=f"{p.name}_{name}", unit=unit, class_id=col.class_id,
-                                    attribute=col.attribute)
+        point = dataclasses.replace(p, obis=_record_obis(col.obis), name=f"{p.name}_{name}", unit=unit,
+                                    class_id=col.class_id, attribute=col.attribute)
         try:
             value = _number(d)
             key = (col.class_id, col.obis, SCALED.get(col.class_id, 0))
@@ -461,6 +467,21 @@ def _number(d: axdr.Data) -> Decimal:
     if d.tag in (axdr.Tag.FLOAT32, axdr.Tag.FLOAT64) and d.value is None:
         raise ValueError("the meter returns NaN or infinity")
     return d.number()
+
+
+def _record_obis(obis: str) -> str:
+    """The OBIS code a profile record's captured value goes out under: its historical code (F = 126).
+
+    A load profile capturing ``1.0.1.8.0.255`` every 15 min holds what that
+    register read at each capture time, not its value now; under the live
+    code a subscriber keyed on ``1.0.1.8.0.255`` (a Home Assistant entity)
+    would take a backfilled record for the current reading.  The rule is
+    the one for DL/T 645 daily freezes (``gateway.reading.HISTORICAL_F``),
+    with ``meter_ts`` the record's time; a column that is already no live
+    value (F other than 255, e.g. a billing period's ``1.0.1.8.0.101``) keeps
+    its own code.
+    """
+    return historical_obis(obis) if obis.endswith(".255") else obis
 
 
 def _clock_quality(r: PointResult, status: int) -> PointResult:
@@ -505,9 +526,18 @@ def _capture_objects(d: axdr.Data) -> tuple[AttributeRef, ...]:
     return tuple(out)
 
 
-def _records(buffer: axdr.Data, columns: Sequence[AttributeRef], period: int
+def _records(buffer: axdr.Data, columns: Sequence[AttributeRef], period: int, zone: tzinfo | None = None
              ) -> list[tuple[datetime, list[tuple[AttributeRef, axdr.Data]]]]:
-    """Buffer entries with their time stamps; a null clock is the previous one plus the capture period."""
+    """Buffer entries with their time stamps; a null clock is the previous one plus the capture period.
+
+    A time stamp whose deviation is "not specified" is the meter's wall time in
+    ``zone`` (the meter's ``timezone``; None: the gateway's), each record with
+    the offset of its own time stamp, so records on either side of a
+    daylight-saving change land on their true instants.  Time stamps come out
+    in UTC, where a record with a null clock is truly one period after the
+    previous one (in wall time, 01:45 + 15 min across the spring change is an
+    hour that does not exist).
+    """
     out = []
     prev: datetime | None = None
     for entry in buffer.items:
@@ -520,7 +550,7 @@ def _records(buffer: axdr.Data, columns: Sequence[AttributeRef], period: int
                 if d.tag is axdr.Tag.NULL:
                     ts = prev + timedelta(seconds=period) if prev is not None and period else None
                 else:
-                    ts = axdr.as_datetime(d)
+                    ts = axdr.as_datetime(d, zone).astimezone(UTC)  # UTC: "+ period" is real time, not wall
         if ts is None:
             raise ValueError("a buffer entry without a time stamp")
         prev = ts

@@ -17,7 +17,14 @@ Bodies are read when they are self-descriptive.  Two layouts name their values:
 * Kamstrup style: one flat structure, an optional list identifier first
   (visible-string ``Kamstrup_V0001``), then logical name and value alternating
   (captured frame: amsreader-firmware ``Samples/Kamstrup/readme.md``).  It
-  carries no scaler-unit: the values are the meter's integers.
+  carries no scaler-unit: the values are the meter's integers, in units
+  Kamstrup documents apart from the list (:data:`KAMSTRUP_SCALERS`), which
+  the driver applies to lists that name themselves ``Kamstrup_...``, so a
+  current sent as 564 reads 5.64 A.
+
+Each value goes out with the unit the meter gives it (``PointResult.unit``),
+converted to the point's unit where that is a multiple of it (Wh -> kWh); a
+unit that is no multiple makes the reading invalid, as for polled registers.
 
 Positional bodies (values without logical names, as Kaifa sends) are not
 mapped: their readings never appear, and a point that never appears stays
@@ -39,7 +46,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 
 from cryptography.exceptions import InvalidTag
@@ -52,6 +59,7 @@ from gateway import logs
 from gateway.config import Meter, Point
 from gateway.driver import PointResult
 from gateway.errors import FrameError, MeterTimeout
+from gateway.meterclock import zone_info
 from gateway.reading import Quality
 
 MAX_WAIT = 120.0
@@ -64,6 +72,34 @@ class Notification:
     meter_ts: datetime | None
     values: dict[str, tuple[axdr.Data, tuple[int, str] | None]]
     clock_status: int = 0
+
+
+KAMSTRUP_LIST = "Kamstrup_"
+KAMSTRUP_SCALERS: dict[tuple[int, int], tuple[int, str]] = {
+    (1, 7): (0, "W"), (2, 7): (0, "W"), (3, 7): (0, "var"), (4, 7): (0, "var"),
+    (31, 7): (-2, "A"), (51, 7): (-2, "A"), (71, 7): (-2, "A"),
+    (32, 7): (0, "V"), (52, 7): (0, "V"), (72, 7): (0, "V"),
+    (1, 8): (1, "Wh"), (2, 8): (1, "Wh"), (3, 8): (1, "varh"), (4, 8): (1, "varh"),
+}
+"""(OBIS C, D) -> (scaler, unit) of the values in a Kamstrup HAN list (A = 1), which carries no scaler-unit.
+
+Sources: amsreader-firmware ``Samples/Kamstrup/obisdata.md`` (a captured list
+1: power 1468 = 1468 W, current 564 = 5.64 A, voltage 232 = 232 V, reactive
+power 462 var) and amshan ``amshan/kamstrup.py`` ``_field_scaling_standard``
+(currents 10^-2 A, energies A14/A23/R12/R34 10^1 Wh and varh, i.e. 0.01 kWh).
+"""
+KAMSTRUP_CT_CURRENT = -3
+"""Kamstrup CT meters (meter type, 1.1.96.1.1.255, starting ``685``) send currents in mA: amshan
+``_field_scaling_ct_meter``."""
+
+
+def kamstrup_scaler(obis: str, meter_type: str = "") -> tuple[int, str] | None:
+    """The scaler-unit of a value in a Kamstrup list (:data:`KAMSTRUP_SCALERS`); None for one it does not list."""
+    a, _b, c, d, _e, _f = (int(x) for x in obis.split("."))
+    su = KAMSTRUP_SCALERS.get((c, d)) if a == 1 else None
+    if su is not None and su[1] == "A" and meter_type.startswith("685"):
+        return KAMSTRUP_CT_CURRENT, "A"
+    return su
 
 
 def _is_obis(d: axdr.Data) -> bool:
@@ -83,8 +119,13 @@ def _flat_pairs(items: tuple[axdr.Data, ...]) -> list[tuple[axdr.Data, axdr.Data
     return pairs
 
 
-def notification_values(n: ap.DataNotification) -> Notification:
-    """The logical-name-value pairs of a notification body, IDIS/Aidon or Kamstrup style (module docstring)."""
+def notification_values(n: ap.DataNotification, zone: tzinfo | None = None) -> Notification:
+    """The logical-name-value pairs of a notification body, IDIS/Aidon or Kamstrup style (module docstring).
+
+    A date-time with deviation "not specified" (P1 ports of meters set up in
+    local time send it so) is the meter's wall time in ``zone``, the meter's
+    ``timezone`` (None: the gateway's own zone).
+    """
     values: dict[str, tuple[axdr.Data, tuple[int, str] | None]] = {}
 
     def walk(d: axdr.Data) -> None:
@@ -100,18 +141,22 @@ def notification_values(n: ap.DataNotification) -> Notification:
             return
         pairs = _flat_pairs(items) if d.tag is axdr.Tag.STRUCTURE else None
         if pairs is not None:
-            for obis, value in pairs:
-                values[ap.obis_text(obis.value)] = (value, None)
+            list_id = _text(items[0]) if not _is_obis(items[0]) else ""
+            flat = {ap.obis_text(obis.value): value for obis, value in pairs}
+            kamstrup = list_id.startswith(KAMSTRUP_LIST)
+            meter_type = _text(flat["1.1.96.1.1.255"]) if "1.1.96.1.1.255" in flat else ""
+            for obis, value in flat.items():
+                values[obis] = (value, kamstrup_scaler(obis, meter_type) if kamstrup else None)
             return
         for item in items:
             walk(item)
 
     walk(n.body)
-    ts = n.date_time.to_datetime() if n.date_time is not None else None
+    ts = n.date_time.to_datetime(zone) if n.date_time is not None else None
     status = n.date_time.status if n.date_time is not None else 0
     if ts is None and ap.CLOCK_OBIS in values:
         with contextlib.suppress(FrameError):
-            ts = axdr.as_datetime(values[ap.CLOCK_OBIS][0])
+            ts = axdr.as_datetime(values[ap.CLOCK_OBIS][0], zone)
             status = axdr.clock_status(values[ap.CLOCK_OBIS][0])
     return Notification(meter_ts=ts, values=values,
                         clock_status=0 if status == axdr.CLOCK_STATUS_NOT_SPECIFIED else status)
@@ -258,6 +303,7 @@ class PushListener:
         self.link = link
         self.timeout = timeout
         self.assembler = PushAssembler(sec.encryption_key, sec.authentication_key, _hex_secret(meter, "broadcast_key"))
+        self.zone = zone_info(meter.config.timezone)
         self.queue: list[Notification] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -293,7 +339,7 @@ class PushListener:
                     continue
                 for n in self.assembler.frame(frame):
                     try:
-                        self.queue.append(notification_values(n))
+                        self.queue.append(notification_values(n, self.zone))
                     except (FrameError, ValueError) as exc:
                         self.assembler.last_error = f"unreadable notification: {exc}"
                 if self.queue or self.assembler.last_error:
@@ -334,26 +380,36 @@ class PushListener:
                     continue
                 data, su = found
                 try:
-                    value = _push_value(data, su, p)
+                    value, unit = _push_value(data, su, p)
                 except ValueError as exc:
                     out.append(PointResult(point=p, value=None, quality=Quality.INVALID, meter_ts=n.meter_ts,
                                            error=str(exc)))
                     continue
-                out.append(_clock_quality(PointResult(point=p, value=value, meter_ts=n.meter_ts), n.clock_status))
+                out.append(_clock_quality(PointResult(point=p, value=value, meter_ts=n.meter_ts, unit=unit),
+                                          n.clock_status))
         if not out:
             logs.warning("push notifications hold none of the meter's points", meter=meter.id,
                          notifications=len(got))
         return out
 
 
-def _push_value(d: axdr.Data, su: tuple[int, str] | None, p: Point) -> Decimal:
+def _text(d: axdr.Data) -> str:
+    if d.tag not in (axdr.Tag.VISIBLE_STRING, axdr.Tag.OCTET_STRING, axdr.Tag.UTF8_STRING):
+        return ""
+    return d.value.decode("latin-1") if isinstance(d.value, bytes) else str(d.value)
+
+
+def _push_value(d: axdr.Data, su: tuple[int, str] | None, p: Point) -> tuple[Decimal, str | None]:
+    """``(value, unit)``: scaled by the scaler-unit and in the point's unit where the meter names one (its
+    unit then goes with the reading); the bare number and no unit where it names none."""
     if d.tag in (axdr.Tag.VISIBLE_STRING, axdr.Tag.OCTET_STRING, axdr.Tag.UTF8_STRING):
-        text = d.value.decode("latin-1") if isinstance(d.value, bytes) else str(d.value)
+        text = _text(d)
         if not text.strip().isdigit():
             raise ValueError(f"the meter pushes text {text!r}, not a number")
-        return Decimal(text.strip())
+        return Decimal(text.strip()), None
     value = d.number()
-    if su is not None:
-        scaler, unit = su
-        value, _ = units.convert(units.scale(value, scaler), unit, p.unit)
-    return units.plain(value)
+    if su is None:
+        return units.plain(value), None
+    scaler, unit = su
+    value, unit = units.convert(units.scale(value, scaler), unit, p.unit)
+    return units.plain(value), unit

@@ -124,20 +124,20 @@ class Association:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise FrameError(f"malformed AARE: {exc}") from None
         self.server_title = aare.system_title
-        content = aare.user_information.content if aare.user_information else None
         if aare.result != enumerations.AssociationResult.ACCEPTED:
             diag = getattr(aare.result_source_diagnostics, "value", aare.result_source_diagnostics)
             why = _DIAGNOSTICS.get(int(diag), f"diagnostic {diag}") if isinstance(
                 aare.result_source_diagnostics, enumerations.AcseServiceUserDiagnostics) else f"provider diagnostic {diag}"
             extra = ""
-            if content is not None and hasattr(content, "to_bytes"):
-                raw_ui = content.to_bytes()
+            with contextlib.suppress(FrameError):
+                raw_ui = ap.aare_user_information(raw) or b""
                 if raw_ui[:1] == bytes([ap.CONFIRMED_SERVICE_ERROR]) and raw_ui[-1:] != b"\x00":
                     extra = f"; {ap.confirmed_service_error_text(raw_ui)}"  # unless it only says "other"
             raise AssociationRefused(f"association refused by the meter: {why}{extra}", int(diag))
-        if content is None:
+        # the user-information as the meter sent it, not dlms-cosem's re-encoding (ap.aare_user_information)
+        ui = ap.aare_user_information(raw)
+        if not ui:
             raise FrameError("AARE without user-information (no InitiateResponse)")
-        ui = content.to_bytes()
         if ui[:1] == bytes([ap.GLO_INITIATE_RESPONSE]):
             if not self.security.ciphered:
                 raise FrameError("the meter ciphers the association but no keys are configured")

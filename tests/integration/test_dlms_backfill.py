@@ -2,10 +2,10 @@
 
 Backfill: the gateway stops for two hours of meter time and restarts; every
 missed 15 min load-profile record is journaled exactly once with its meter
-time stamp.  Security state: the HLS invocation counter lives in the journal
-and never goes backwards across restarts.  Faulty meters: a wrong password and
-a meter that drops every association leave the gateway and the good meter
-running.
+time stamp, its captured values under their historical OBIS codes (F = 126).
+Security state: the HLS invocation counter lives in the journal and never goes
+backwards across restarts.  Faulty meters: a wrong password and a meter that
+drops every association leave the gateway and the good meter running.
 """
 
 from __future__ import annotations
@@ -92,8 +92,11 @@ def test_backfill_after_two_hours_of_outage(tmp_path: Path) -> None:
     first = parse_instant("2026-01-05T09:15:00Z")
     expected = [_stamp(first + 900 * k) for k in range(13)]  # 09:15 .. 12:15, every 15 min
     assert marks == expected, marks
-    energy = {r["meter_ts"]: r for r in readings if r["obis"] == "1.0.1.8.0.255"}
-    assert sorted(energy) == expected  # each record's values once, with the record's time stamp
+    # each record's values once, with the record's time stamp, under the historical code (F = 126): a
+    # subscriber of the live register 1.0.1.8.0.255 never takes a backfilled record for the current value
+    energy = {r["meter_ts"]: r for r in readings if r["obis"] == "1.0.1.8.0.126"}
+    assert sorted(energy) == expected
+    assert not [r for r in readings if r["obis"].endswith(".255") and r["obis"] != LOAD_PROFILE]
     for k in range(13):
         t = first + 900 * k
         want = meter.expected_record(LOAD_PROFILE, t)["1.0.1.8.0.255"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gateway.profiles import profile_points
+from gateway.reading import historical_obis
 from simulators.dlms import make_meter
 from simulators.dlms_meter import SimClock, parse_instant
 from tests.simproc import meterlink, write_config
@@ -47,7 +48,8 @@ def _expected(seed: int = 1) -> dict[tuple[str, str | None], Decimal]:
                 stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
                 out[(profile, stamp)] = Decimal(0)
                 for obis, wh in meter.expected_record(profile, t).items():
-                    out[(obis, stamp)] = wh.scaleb(-3)  # the profile's points are in kWh
+                    # a record's values: the historical code (F = 126), in kWh as the profile's points
+                    out[(historical_obis(obis), stamp)] = wh.scaleb(-3)
     return out
 
 

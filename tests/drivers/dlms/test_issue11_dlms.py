@@ -12,6 +12,7 @@ import itertools
 import os
 import tomllib
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def test_profile_buffer_compact_array_and_record_clock_status(compact: bool, sta
     assert results, "no records read"
     assert {r.quality for r in results} == {quality}, {r.error for r in results}
     if quality is not Quality.INVALID:
-        energy = [r for r in results if r.point.obis == "1.0.1.8.0.255"]
+        energy = [r for r in results if r.point.obis == "1.0.1.8.0.126"]  # a record: the historical code
         assert energy and all(r.value == meter.profile_raw("1.0.1.8.0.255", r.meter_ts.timestamp()) * 10
                               for r in energy if r.meter_ts is not None)
 
@@ -263,7 +264,11 @@ def test_captured_kamstrup_frame() -> None:
                        "1.1.31.7.0.255": 564, "1.1.51.7.0.255": 202, "1.1.71.7.0.255": 511,
                        "1.1.32.7.0.255": 232, "1.1.52.7.0.255": 228, "1.1.72.7.0.255": 233}
     assert got.values["1.1.0.0.5.255"][0].value == "5706567274389702"
-    assert all(su is None for _, su in got.values.values())  # a flat list carries no scaler-unit
+    # the list carries no scaler-unit: Kamstrup's documented one comes from the list identifier Kamstrup_V0001
+    # (amsreader-firmware Samples/Kamstrup/obisdata.md reads this very frame: 564 is 5.64 A, 1468 is 1468 W)
+    assert got.values["1.1.31.7.0.255"][1] == (-2, "A") and got.values["1.1.32.7.0.255"][1] == (0, "V")
+    assert got.values["1.1.1.7.0.255"][1] == (0, "W") and got.values["1.1.4.7.0.255"][1] == (0, "var")
+    assert got.values["1.1.0.0.5.255"][1] is None
     assert got.meter_ts is not None and got.meter_ts.replace(tzinfo=None) == datetime(2017, 10, 20, 3, 43, 30)
 
 
@@ -300,3 +305,66 @@ def test_hdlc_address_size_without_physical_is_refused(size: int) -> None:
     # the wrapper has no HDLC address: size and physical mean nothing there
     assert _problems({"logical": 1, "size": size}, {"type": "tcp", "host": "127.0.0.1", "port": 4059},
                      transport="wrapper") == []
+
+
+# --- follow-up: Kamstrup scalers, push units, historical identity, AARE conformance ------------------------
+
+
+def test_kamstrup_ct_meter_currents_and_energies() -> None:
+    """amshan ``amshan/kamstrup.py``: a CT meter (type 685...) sends currents in mA; energies are 0.01 kWh."""
+    from drivers.dlms.push import _push_value
+
+    pairs = [("1.1.96.1.1.255", axdr.visible("6851121BN243101040")), ("1.1.31.7.0.255",
+             axdr.integer(axdr.Tag.DOUBLE_LONG_UNSIGNED, 5640)), ("1.1.1.8.0.255",
+             axdr.integer(axdr.Tag.DOUBLE_LONG_UNSIGNED, 7745250))]
+    body = axdr.structure(axdr.visible("Kamstrup_V0001"),
+                          *[x for obis, value in pairs for x in (axdr.octets(ap.obis_bytes(obis)), value)])
+    got = notification_values(ap.DataNotification(long_invoke_id=1, date_time=None, body=body)).values
+    point = parse_config({"links": {"l": SERIAL}, "meters": {"m": {
+        "link": "l", "protocol": "dlms", "transport": "push", "address": {},
+        "points": [{"obis": "1.1.31.7.0.255", "name": "i", "unit": "A"},
+                   {"obis": "1.1.1.8.0.255", "name": "e", "unit": "kWh"}]}}}).meters["m"].points
+    assert _push_value(*got["1.1.31.7.0.255"], point[0]) == (Decimal("5.640"), "A")
+    assert _push_value(*got["1.1.1.8.0.255"], point[1]) == (Decimal("77452.50"), "kWh")
+    # the same list without Kamstrup's identifier: nothing says what the integers mean, no unit is claimed
+    anonymous = axdr.structure(*body.items[1:])
+    plain = notification_values(ap.DataNotification(long_invoke_id=1, date_time=None, body=anonymous)).values
+    assert plain["1.1.31.7.0.255"][1] is None
+
+
+def test_profile_record_values_go_out_under_their_historical_code() -> None:
+    from drivers.dlms.driver import _record_obis
+
+    assert _record_obis("1.0.1.8.0.255") == "1.0.1.8.0.126"
+    assert _record_obis("1.0.1.8.0.101") == "1.0.1.8.0.101"  # already a billing period's value: its own code
+    results, _ = _plan_read([{"obis": LOAD_PROFILE, "class_id": 7, "attribute": 2, "name": "load_profile"},
+                             {"obis": "1.0.1.8.0.255", "name": "energy", "unit": "kWh"}])
+    live = [r for r in results if r.point.obis == "1.0.1.8.0.255"]
+    assert len(live) == 1 and live[0].meter_ts is None  # the register itself, read now
+    records = [r for r in results if r.point.obis == "1.0.1.8.0.126"]
+    assert records and all(r.meter_ts is not None and r.point.name == "load_profile_energy" for r in records)
+    assert all(r.point.unit == "kWh" for r in records)
+
+
+AARE_CONFORMANCE = (Conformance.GENERAL_BLOCK_TRANSFER | Conformance.READ | Conformance.WRITE
+                    | Conformance.UNCONFIRMED_WRITE | Conformance.INFORMATION_REPORT
+                    | Conformance.PARAMETERIZED_ACCESS | Conformance.GET | Conformance.MULTIPLE_REFERENCES
+                    | Conformance.BLOCK_TRANSFER_WITH_GET | Conformance.SELECTIVE_ACCESS)
+
+
+def test_unciphered_aare_conformance_is_read_as_the_meter_sent_it() -> None:
+    """dlms-cosem 21.3.2's InitiateResponse keeps only the bits it knows (no read, write, unconfirmed-write,
+    information-report, parameterized-access); the driver reads the raw user-information (Green Book 9.4.2
+    Table 65, user-information [30] holding the InitiateResponse)."""
+    from dlms_cosem.protocol import xdlms
+
+    from drivers.dlms.session import Association
+    from simulators.dlms_acse import build_aare
+
+    initiate = ap.initiate_response(AARE_CONFORMANCE, 0x0200)
+    assert xdlms.InitiateResponse.from_bytes(initiate).to_bytes() != initiate  # what dlms-cosem loses
+    aare = build_aare(accepted=True, diagnostic=0, ciphered=False, user_information=initiate)
+    assert ap.aare_user_information(aare) == initiate
+    assoc = Association(Security(), lambda: 1)
+    assoc.on_aare(aare)
+    assert assoc.conformance == AARE_CONFORMANCE and assoc.server_max_pdu == 0x200
