@@ -380,6 +380,8 @@ class Transport(Generic[F]):
                     continue
                 del self._buf[:used]
                 if frame is None:
+                    if used:
+                        continue  # the decoder skipped bytes (garbage, a frame it counted as bad): go on
                     break
                 if accept(frame):
                     if self._unanswered_at is not None or self._buf:

@@ -42,15 +42,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from drivers.dlms import apdu as ap
 from drivers.dlms import axdr, units
 from drivers.dlms.address import DlmsAddress, parse_address
 from drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
 from drivers.dlms.hdlc import HdlcAddress
-from drivers.dlms.link import ByteLink, Channel, HdlcChannel, SerialLink, SessionLost, TcpLink, WrapperChannel
+from drivers.dlms.link import Channel, HdlcChannel, SessionLost, WrapperChannel
 from drivers.dlms.push import PushListener
 from drivers.dlms.session import DEFAULT_CLIENT_TITLE, HLS_GMAC, LLS, NONE, ObjectError, Security, Session
+from drivers.transport import Transport, endpoint_for
 from gateway.config import Link, Meter, Point, SerialLinkConfig
 from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
@@ -87,7 +89,8 @@ class DlmsDriver:
         self.link = link
         self.store = store
         self.counters = LinkCounters()
-        self._bytes: ByteLink | None = None
+        self._bytes: Transport[Any] | None = None
+        self._tcp = not isinstance(link.config, SerialLinkConfig)
         self._session: Session | None = None
         self._session_meter: str | None = None
         self._session_used = 0.0
@@ -97,14 +100,9 @@ class DlmsDriver:
 
     # --- channel -----------------------------------------------------------------------
 
-    def _byte_link(self) -> ByteLink:
+    def _byte_link(self) -> Transport[Any]:
         if self._bytes is None:
-            c = self.link.config
-            if isinstance(c, SerialLinkConfig):
-                self._bytes = SerialLink(c.port, baudrate=self.link.baudrate, bytesize=c.bytesize,
-                                         parity=self.link.parity, stopbits=c.stopbits)
-            else:
-                self._bytes = TcpLink(c.host, c.port, connect_timeout=max(self.link.timeout, 1.0) * 3)
+            self._bytes = Transport(endpoint_for(self.link))
         return self._bytes
 
     async def open(self) -> None:
@@ -161,7 +159,7 @@ class DlmsDriver:
             return
         if release:
             await session.release()
-        elif isinstance(self._bytes, TcpLink):
+        elif self._tcp and self._bytes is not None:
             await self._bytes.close()
 
     async def _session_for(self, meter: Meter, st: _MeterState) -> tuple[Session, bool]:
@@ -183,7 +181,7 @@ class DlmsDriver:
             await session.associate()
         except MeterlinkError as exc:
             self._failed(exc)
-            if isinstance(self._bytes, TcpLink):
+            if self._tcp and self._bytes is not None:
                 await self._bytes.close()
             if isinstance(exc, MeterRejected) and st.security.ciphered:
                 raise type(exc)(f"{exc} (check enc_key, auth_key and client_system_title)", exc.code) from None

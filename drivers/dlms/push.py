@@ -48,13 +48,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from drivers.dlms import apdu as ap
 from drivers.dlms import axdr, hdlc, units
-from drivers.dlms.link import ByteLink, SessionLost
+from drivers.dlms.link import SessionLost
+from drivers.transport import Transport
 from gateway import logs
 from gateway.config import Meter, Point
 from gateway.driver import PointResult
@@ -296,7 +298,7 @@ def encipher(sc: int, system_title: bytes, ic: int, key: bytes, ak: bytes | None
 class PushListener:
     """Listens on a push meter's serial link from the first read on; ``collect`` hands out what arrived."""
 
-    def __init__(self, link: ByteLink, meter: Meter, timeout: float) -> None:
+    def __init__(self, link: Transport[Any], meter: Meter, timeout: float) -> None:
         from drivers.dlms.driver import _hex_secret, _security
 
         sec = _security(meter)
@@ -313,7 +315,7 @@ class PushListener:
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._stopped = None
-            self._task = asyncio.create_task(self._run(), name=f"meterlink[{self.link.describe}].push")
+            self._task = asyncio.create_task(self._run(), name=f"meterlink[{self.link.describe()}].push")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -334,7 +336,7 @@ class PushListener:
         try:
             while True:
                 try:
-                    frame = await self.link.receive(self._decode, time.monotonic() + 3600)
+                    frame = await self.link.listen(self._decode, 3600)
                 except MeterTimeout:
                     continue
                 for n in self.assembler.frame(frame):

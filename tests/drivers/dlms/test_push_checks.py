@@ -108,8 +108,8 @@ def test_dlms_serial_link_keeps_its_line_settings() -> None:
                                                                  "profile": "dlms-generic-1phase"}}})
     assert cfg.links["l"].baudrate == 2400 and cfg.links["l"].parity == "E"  # E450-class 2400 8E1
     from drivers.dlms.driver import DlmsDriver
-    from drivers.dlms.link import SerialLink
+    from drivers.transport import Line
 
     link = DlmsDriver(cfg.links["l"])._byte_link()
-    assert isinstance(link, SerialLink)
-    assert link.settings == {"baudrate": 2400, "bytesize": 8, "parity": "E", "stopbits": 1}
+    assert link.endpoint.is_serial
+    assert link.line == Line(baudrate=2400, bytesize=8, parity="E", stopbits=1)
