@@ -75,7 +75,8 @@ def profile_points(name: str, *, base: Path | None = None) -> list[Point]:
     """The resolved points of a profile, as a meter naming it would read them."""
     profile = load_profile(name, base=base)
     address: object = {"modbus": 1, "dlt645": "000000000001"}.get(profile.protocol, {"logical": 1})
-    meter = MeterConfig(link="-", protocol=profile.protocol, address=address, profile=name)  # type: ignore[arg-type]
+    meter = MeterConfig(link="-", protocol=profile.protocol, address=address, profile=name,  # type: ignore[arg-type]
+                        standard=profile.standard)
     points, problems = resolve_points(meter, profile, f"profile {name}")
     if problems:
         raise ProfileError(str(problems[0]))

@@ -61,6 +61,8 @@ async def sync_time(driver: object, meter: Meter, *, requester: str, now: dt.dat
         logs.warning("time sync refused", meter=meter.id, link=meter.link, requester=requester, reason=why)
         raise TimeSyncRefused(why)
     address = str(meter.address)
+    if hasattr(driver, "know_meter"):
+        driver.know_meter(meter)  # type: ignore[attr-defined]  # DL/T 645: 1997 meters read C010 + C011
     before = await driver.read_clock(address, zone)  # type: ignore[attr-defined]
     result: dict[str, Any] = {"meter": meter.id, "drift_before_s": round(before.drift, 3),
                               "tolerance_s": cfg.tolerance, "synced": False}

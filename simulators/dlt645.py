@@ -1,4 +1,4 @@
-"""Simulated DL/T 645-2007 meters: several addresses on one bus, built on ``drivers.dlt645.codec``.
+"""Simulated DL/T 645-2007 and -1997 meters: several addresses on one bus, built on ``drivers.dlt645.codec``.
 
 Each meter has time-of-use energy registers for its ``tariffs`` tariffs (4 by
 default, following a sharp/peak/flat/valley timetable; 2, 8, 12, ... split the
@@ -11,6 +11,13 @@ answer block identifiers with an error (``block_error``: "no requested data",
 or "other error" as some meters do); ``history`` and ``missing`` emulate a
 meter whose frozen records beyond ``history`` days are not there yet, answered
 with an error, or with zeros or FF as some meters do.
+
+A meter with ``standard="1997"`` answers the 1997 edition's frames
+(``drivers.dlt645.codec1997``: 01H/02H, 2-byte identifiers, 81H/82H/C1H
+replies) from the same model: 9010..901E are the same time-of-use registers
+as 00010000.., the instantaneous values are the 2007 ones at the 1997
+resolution (whole volts, 0.01 A, 0.01 kvar); it keeps no daily frozen data.
+Meters of both editions may share one bus.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from drivers.dlt645 import codec, dis
+from drivers.dlt645 import codec, codec1997, dis, dis1997
 from drivers.dlt645.codec import Frame, Function
 from gateway import meterclock
 from gateway.errors import FrameError
@@ -31,6 +38,8 @@ from simulators.wire import dlt645_transaction
 
 OTHER_ERROR = 0x01
 NO_REQUESTED_DATA = 0x02
+ILLEGAL_DATA_1997 = 0x01  # DL/T 645-1997 ERR bit 0 "非法数据"
+UNKNOWN_DI_1997 = 0x02  # DL/T 645-1997 ERR bit 1 "数据标识错"
 
 # 尖峰平谷: tariff 1 sharp, 2 peak, 3 flat, 4 valley, by hour of the day (a common provincial timetable)
 TIMETABLE = {h: 4 for h in range(24)}
@@ -66,6 +75,7 @@ class Dlt645Meter:
     block_error: int = NO_REQUESTED_DATA  # ERR of the reply to a block when ``blocks`` is False
     history: int = 62  # daily frozen records the meter holds (上1次..上history次)
     missing: str = "error"  # how it answers a record it does not hold: error | zeros | ff
+    standard: str = "2007"  # the DL/T 645 edition it speaks: 2007 | 1997
     _tou: list[float] = field(default_factory=list)  # forward active energy per tariff 1..k, kWh
     _reverse: list[float] = field(default_factory=list)
     _last: float = 0.0
@@ -76,6 +86,10 @@ class Dlt645Meter:
             raise ValueError(f"tariffs={self.tariffs}: a meter has 1..{dis.MAX_TARIFFS}")
         if self.missing not in ("error", "zeros", "ff"):
             raise ValueError(f"missing={self.missing!r}: error | zeros | ff")
+        if self.standard not in ("2007", "1997"):
+            raise ValueError(f"standard={self.standard!r}: 2007 | 1997")
+        if self.standard == "1997" and self.tariffs > dis1997.MAX_TARIFFS:
+            raise ValueError(f"tariffs={self.tariffs}: a DL/T 645-1997 meter has 1..{dis1997.MAX_TARIFFS}")
         rng = random.Random(int(self.address) if self.address.isdigit() else 7)
         total = rng.uniform(2000.0, 40000.0)
         self._shares = FOUR_TARIFF_SHARES if self.tariffs == 4 else (1.0 / self.tariffs,) * self.tariffs
@@ -185,6 +199,48 @@ class Dlt645Meter:
         return dis.encode_item(di, [self.value_of(di)])
 
 
+    # --- the DL/T 645-1997 view of the same registers -----------------------------
+
+    def reactive_1997(self, obis_c: int) -> list[Decimal]:
+        """Forward (C=3) or reverse (C=4) reactive energy: the 2007 total, split into tariffs summing to it."""
+        total = Decimal(f"{float(self.model.value(f'1.0.{obis_c}.8.0.255')):.2f}")
+        tariffs = [(total * Decimal(str(share))).quantize(Decimal("0.01")) for share in self._shares[:-1]]
+        return [total, *tariffs, total - sum(tariffs, Decimal(0))]
+
+    def value_of_1997(self, di: str) -> Decimal | dt.date | dt.time | str:
+        """The value of one single (non-block) DL/T 645-1997 identifier, from the same model as the 2007 ones."""
+        item = dis1997.lookup(di)
+        if di[:3] in ("901", "902", "911", "912"):
+            t = int(di[3], 16)
+            if t > self.tariffs:
+                raise KeyError(f"{di}: the meter has {self.tariffs} tariffs")
+            registers = {"901": self.forward, "902": self.reverse,
+                         "911": lambda: self.reactive_1997(3), "912": lambda: self.reactive_1997(4)}[di[:3]]()
+            return registers[t]
+        if di == "C010":
+            return self.now().date()
+        if di == "C011":
+            return self.now().time()
+        if di == "C032":
+            return self.address
+        if item.obis is None:
+            raise KeyError(di)
+        v = self.model.value(item.obis)
+        if item.unit in ("kW", "kvar"):
+            v = v / 1000
+        return v.quantize(Decimal(1).scaleb(-codec.FORMATS[item.fmt].decimals))
+
+    def payload_1997(self, di: str) -> bytes:
+        """The reply payload for a 1997 identifier; raises KeyError when the meter has no such data."""
+        item = dis1997.lookup(di)
+        if item.is_block:
+            if not self.blocks:
+                raise BlockRefused(di)
+            members = item.members[: self.tariffs + 1] if item.tariff_block else item.members
+            return dis1997.encode_item(di, [self.value_of_1997(m) for m in members])
+        return dis1997.encode_item(di, [self.value_of_1997(di)])
+
+
 class Dlt645Handler:
     """Frames requests off the bus and answers for the meters it serves (silent for other addresses)."""
 
@@ -262,6 +318,8 @@ class Dlt645Handler:
         fn = frame.function
         if fault == "exception":
             return codec.error_reply(meter.address, fn, OTHER_ERROR)
+        if meter.standard == "1997":
+            return self._reply_1997(meter, frame)
         if fn == Function.READ_ADDRESS:
             return codec.read_address_reply(meter.address)
         if fn == Function.READ_DATA:
@@ -289,3 +347,26 @@ class Dlt645Handler:
             chunk = pending.pop(0)
             return codec.read_follow_up_reply(meter.address, di, chunk, seq, more=bool(pending))
         return codec.error_reply(meter.address, fn, OTHER_ERROR)
+
+    def _reply_1997(self, meter: Dlt645Meter, frame: Frame) -> Frame | None:
+        """A DL/T 645-1997 meter's answer: 81H/82H (A1H/A2H with more frames) or C1H/C2H with the 1997 ERR bits."""
+        fn = frame.function
+        if fn not in (codec1997.Function.READ_DATA, codec1997.Function.READ_FOLLOW_UP):
+            return codec.error_reply(meter.address, fn, ILLEGAL_DATA_1997)
+        if len(frame.data) != 2:
+            return codec.error_reply(meter.address, fn, ILLEGAL_DATA_1997)
+        di = codec1997.decode_di(frame.data)
+        if fn == codec1997.Function.READ_FOLLOW_UP:
+            pending = self._pending.get((meter.address, di), [])
+            if not pending:
+                return codec.error_reply(meter.address, fn, UNKNOWN_DI_1997)
+            chunk = pending.pop(0)
+            return codec1997.read_follow_up_reply(meter.address, di, chunk, more=bool(pending))
+        try:
+            payload = meter.payload_1997(di)
+        except (KeyError, FrameError, ValueError):  # a refused block, too: "数据标识错"
+            return codec.error_reply(meter.address, fn, UNKNOWN_DI_1997)
+        size = self.max_payload - 2
+        chunks = [payload[i:i + size] for i in range(0, len(payload), size)] or [b""]
+        self._pending[(meter.address, di)] = chunks[1:]
+        return codec1997.read_reply(meter.address, di, chunks[0], more=len(chunks) > 1)

@@ -1,4 +1,4 @@
-"""``meterlink simulate dlt645 ...``: a simulated DL/T 645-2007 bus on a pty or a TCP port."""
+"""``meterlink simulate dlt645 ...``: a simulated DL/T 645-2007 (or -1997) bus on a pty or a TCP port."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from simulators.model import MeterModel
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    m = sub.add_parser("dlt645", help="DL/T 645-2007 meters on one bus (pty or TCP, raw bytes)")
+    m = sub.add_parser("dlt645", help="DL/T 645-2007 / -1997 meters on one bus (pty or TCP, raw bytes)")
     m.add_argument("--address", action="append", help="12-digit nameplate address (repeatable; default 000000000001)")
     where = m.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal (prints its path)")
@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--fault", action="append", default=[], metavar="KIND[:P][@ADDRESS]",
                    help="inject a fault: silent|late|crc|exception|truncate|garbage, probability P, one meter")
     m.add_argument("--late-delay", default="2s")
+    m.add_argument("--standard", action="append", default=[], metavar="EDITION[@ADDRESS]",
+                   help="the DL/T 645 edition the meters speak: 2007 (default) or 1997; @ADDRESS for one meter "
+                        "(repeatable, so both editions can share the bus)")
     m.add_argument("--clock-drift", default="0s", help="how far the meters' clocks run ahead, e.g. 90s (or -90s)")
     m.add_argument("--no-blocks", action="store_true", help="answer block identifiers with an error (--block-error)")
     m.add_argument("--block-error", choices=("no-data", "other"), default="no-data",
@@ -67,6 +70,15 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.history <= 62:
         print(f"meterlink simulate: --history {args.history}: a meter keeps 1-62 daily freezes", file=sys.stderr)
         return 2
+    try:
+        standards = _standards(args.standard, addresses)
+    except ValueError as exc:
+        print(f"meterlink simulate: --standard {exc}", file=sys.stderr)
+        return 2
+    if any(standards[a] == "1997" for a in addresses) and args.tariffs > 14:
+        print(f"meterlink simulate: --tariffs {args.tariffs}: a DL/T 645-1997 meter has 1-14 tariffs",
+              file=sys.stderr)
+        return 2
     if args.timezone is not None:
         try:
             check_zone(args.timezone)
@@ -76,9 +88,24 @@ def run(args: argparse.Namespace) -> int:
     block_error = OTHER_ERROR if args.block_error == "other" else NO_REQUESTED_DATA
     meters = {a: Dlt645Meter(a, MeterModel(seed=args.seed + i, frozen=args.freeze), clock_offset=drift,
                              blocks=not args.no_blocks, tariffs=args.tariffs, timezone=args.timezone,
-                             block_error=block_error, history=args.history, missing=args.missing_records)
+                             block_error=block_error, history=args.history, missing=args.missing_records,
+                             standard=standards[a])
               for i, a in enumerate(addresses)}
     return asyncio.run(_serve(args, meters, FaultPlan(faults), late))
+
+
+def _standards(specs: list[str], addresses: list[str]) -> dict[str, str]:
+    """Each address's edition from ``--standard 1997`` (all meters) and ``--standard 1997@ADDRESS`` (one)."""
+    out = dict.fromkeys(addresses, "2007")
+    for spec in specs:
+        edition, _, address = spec.partition("@")
+        if edition not in ("2007", "1997"):
+            raise ValueError(f"{spec!r}: the edition is 2007 or 1997")
+        if address and address not in out:
+            raise ValueError(f"{spec!r}: {address} is not one of the --address meters")
+        for a in [address] if address else addresses:
+            out[a] = edition
+    return out
 
 
 async def _serve(args: argparse.Namespace, meters: dict[str, Dlt645Meter], faults: FaultPlan, late: float) -> int:

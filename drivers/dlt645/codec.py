@@ -600,7 +600,9 @@ FORMATS: Final[Mapping[str, ValueFormat]] = MappingProxyType(
             _number("XXX.XXX", signed=True),  # current, A, 3 bytes, "电流最高位表示方向"
             _number("XX.XXXX", signed=True),  # power, kW / kvar / kVA, 3 bytes
             _number("X.XXX", signed=True),  # power factor, 2 bytes
-            _number("XX.XX"),  # frequency, Hz, 2 bytes
+            _number("XX.XX"),  # frequency, Hz, 2 bytes (DL/T 645-1997: current A, reactive power kvar)
+            # DL/T 645-1997 voltage "XXX" V: whole volts in 2 bytes (4 BCD digits, e.g. 20 02 -> 220 V)
+            ValueFormat(name="XXX", length=2, kind="decimal"),
             ValueFormat(name="YYMMDDhhmm", length=5, kind="datetime"),
             ValueFormat(name="YYMMDDhhmmss", length=6, kind="datetime"),
             ValueFormat(name="YYMMDDWW", length=4, kind="date"),  # WW: 0 = Sunday

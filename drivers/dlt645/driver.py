@@ -1,4 +1,4 @@
-"""DL/T 645-2007 transport: read data identifiers from meters on an RS-485 bus or a serial device server.
+"""DL/T 645-2007 and -1997 transport: read data identifiers from meters on an RS-485 bus or a serial device server.
 
 One transaction at a time per link (the scheduler's rule).  Points due
 together are read with block identifiers (``...FF..``) where the meter
@@ -20,6 +20,12 @@ freeze time, never under the live register's code.
 Meter clocks carry no zone: clock readings, freeze times and the 08H time
 sync are in the meter's ``timezone`` (default: the gateway's own zone),
 applied per time stamp (``gateway.meterclock``).
+
+A meter with ``standard: "1997"`` is read with the 1997 edition's frames
+(``codec1997``: 01H/02H, 2-byte identifiers, its own error bits) and table
+(``dis1997``), on the same bus as 2007 meters; its clock point (C011) reads
+date C010 and time C011, and the 08H time sync frame is the same in both
+editions.  It has no daily frozen data (the configuration refuses it).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from drivers.channel import Channel
-from drivers.dlt645 import codec, dis
+from drivers.dlt645 import codec, codec1997, dis, dis1997
+from drivers.dlt645.checks import standard_of
 from drivers.dlt645.codec import Frame
 from gateway import logs, meterclock
 from gateway.config import Link, Meter, Point
@@ -63,12 +70,17 @@ class Dlt645Driver:
         self._refused_blocks: dict[str, set[str]] = {}
         self._unlogged: dict[tuple[str, str], str] = {}  # refused blocks not logged yet -> the meter's answer
         self._plans: dict[tuple[str, frozenset[int]], list[tuple[str, list[Point]]]] = {}
+        self._standards: dict[str, str] = {}  # meter address -> "1997" for 1997 meters seen (read, know_meter)
 
     async def open(self) -> None:
         await self.channel.open()
 
     async def close(self) -> None:
         await self.channel.close()
+
+    def know_meter(self, meter: Meter) -> None:
+        """Remember which DL/T 645 edition ``meter`` speaks, for calls that only name its address (the clock)."""
+        self._standards[str(meter.address)] = standard_of(meter.config)
 
     # --- one transaction -----------------------------------------------------------
 
@@ -89,7 +101,11 @@ class Dlt645Driver:
                     and codec.address_matches(accept_address, f.address)
                     # a late reply for another DI is skipped, not taken (issue 16); an abnormal reply has no DI
                     and (f.is_abnormal or function not in (codec.Function.READ_DATA, codec.Function.READ_FOLLOW_UP)
-                         or f.data[:4] == frame.data[:4]),
+                         or f.data[:4] == frame.data[:4])
+                    # DL/T 645-1997: the 2-byte identifier DI0 DI1 of 01H/02H replies likewise
+                    and (f.is_abnormal or function not in (codec1997.Function.READ_DATA,
+                                                           codec1997.Function.READ_FOLLOW_UP)
+                         or f.data[:2] == frame.data[:2]),
                     self.link.timeout)
             except MeterTimeout as exc:
                 self.counters.timeouts += 1
@@ -121,6 +137,26 @@ class Dlt645Driver:
             payload += reply.payload
         return bytes(payload)
 
+    async def read_di_1997(self, address: str, di: str) -> bytes:
+        """The payload of one DL/T 645-1997 identifier, follow-up frames (02H, no SEQ) included."""
+        reply_frame = await self.request(codec1997.read_request(address, di), address, codec1997.Function.READ_DATA)
+        try:
+            reply = codec1997.parse_read_reply(reply_frame, address, di)
+        except MeterRejected:
+            self.counters.rejections += 1
+            raise
+        payload = bytearray(reply.payload)
+        follow_ups = 0
+        while reply.more:
+            follow_ups += 1
+            if follow_ups > MAX_FOLLOW_UPS:
+                raise FrameError(f"{di}: more than {MAX_FOLLOW_UPS} follow-up frames")
+            follow = await self.request(codec1997.read_follow_up_request(address, di), address,
+                                        codec1997.Function.READ_FOLLOW_UP)
+            reply = codec1997.parse_read_reply(follow, address, di, follow_up=True)
+            payload += reply.payload
+        return bytes(payload)
+
     # --- reading a batch -----------------------------------------------------------
 
     def plan(self, meter: Meter, points: Sequence[Point]) -> list[tuple[str, list[Point]]]:
@@ -134,24 +170,27 @@ class Dlt645Driver:
     def _make_plan(self, meter: Meter, points: Sequence[Point]) -> list[tuple[str, list[Point]]]:
         """Blocks where two or more members are due and the meter has not refused the block."""
         refused = self._refused_blocks.get(meter.id, set())
+        old = standard_of(meter.config) == "1997"
+        table, block_of = (dis1997, dis1997.block_of) if old else (dis, _block_of)
+        specials = (dis1997.CLOCK_DI,) if old else (CLOCK_DI, FROZEN_DI)
         by_di: dict[str, list[Point]] = {}
         for p in points:
             by_di.setdefault(p.di or "", []).append(p)
         plan: list[tuple[str, list[Point]]] = []
         taken: set[str] = set()
         for di in by_di:
-            if di in taken or di in (CLOCK_DI, FROZEN_DI):
+            if di in taken or di in specials:
                 continue
-            block = _block_of(di)
+            block = block_of(di)
             if block and block not in refused:
-                members = [m for m in dis.expand_block(block) if m in by_di and m not in taken]
+                members = [m for m in table.expand_block(block) if m in by_di and m not in taken]
                 if len(members) >= 2:
                     plan.append((block, [p for m in members for p in by_di[m]]))
                     taken.update(members)
                     continue
             plan.append((di, by_di[di]))
             taken.add(di)
-        for special in (CLOCK_DI, FROZEN_DI):
+        for special in specials:
             if special in by_di:
                 plan.append((special, by_di[special]))
         return plan
@@ -159,30 +198,33 @@ class Dlt645Driver:
     async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
         address = str(meter.address)
         zone = meter.config.timezone
+        self.know_meter(meter)
+        old = self._standards[address] == "1997"
+        table = dis1997 if old else dis
         results: list[PointResult] = []
         queue = self.plan(meter, points)
         while queue:
             di, wanted = queue.pop(0)
             is_block = len({p.di for p in wanted}) > 1
             try:
-                if di == CLOCK_DI:
+                if di == (dis1997.CLOCK_DI if old else CLOCK_DI):
                     clock = await self.read_clock(address, zone)
                     results.extend(PointResult(point=p, value=Decimal(str(round(clock.drift, 3))),
                                                meter_ts=clock.meter_time, unit="s") for p in wanted)
                     continue
-                if di == FROZEN_DI:
+                if di == FROZEN_DI and not old:
                     results.extend(await self._read_frozen(meter, wanted))
                     continue
-                payload = await self.read_di(address, di)
+                payload = await (self.read_di_1997(address, di) if old else self.read_di(address, di))
                 try:
-                    values = dis.decode_item(di, payload)
+                    values = table.decode_item(di, payload)
                 except FrameError as exc:
                     if not is_block:
                         results.extend(PointResult.invalid(p, str(exc)) for p in wanted)
                         continue
                     queue[:0] = self._refuse_block(meter, di, wanted, str(exc))
                     continue
-                results.extend(self._decode(values, wanted))
+                results.extend(self._decode_1997(values, wanted) if old else self._decode(values, wanted))
             except MeterRejected as exc:
                 if is_block and (exc.code or 0) & BLOCK_REFUSED:
                     queue[:0] = self._refuse_block(meter, di, wanted, str(exc))
@@ -191,7 +233,7 @@ class Dlt645Driver:
             # MeterTimeout / FrameError of the link propagate: a silent or garbled meter costs one timeout x tries
         good = {r.point.di for r in results if r.quality is Quality.GOOD}
         for (meter_id, block), why in list(self._unlogged.items()):
-            if meter_id == meter.id and good.intersection(dis.expand_block(block)):
+            if meter_id == meter.id and good.intersection(table.expand_block(block)):
                 del self._unlogged[(meter_id, block)]
                 logs.info("block identifier refused, reading its members one by one", meter=meter.id,
                           link=self.link.id, point=block, error=why)
@@ -209,7 +251,9 @@ class Dlt645Driver:
             refused.add(di)
             self._unlogged[(meter.id, di)] = why
         self._plans = {k: v for k, v in self._plans.items() if k[0] != meter.id}
-        return [(m, [p for p in wanted if p.di == m]) for m in dis.expand_block(di) if any(p.di == m for p in wanted)]
+        table = dis1997 if standard_of(meter.config) == "1997" else dis
+        return [(m, [p for p in wanted if p.di == m]) for m in table.expand_block(di)
+                if any(p.di == m for p in wanted)]
 
     @staticmethod
     def _decode(values: Sequence[tuple[dis.DataItem, codec.Value]], wanted: list[Point]) -> list[PointResult]:
@@ -227,13 +271,39 @@ class Dlt645Driver:
                 out.append(PointResult(point=p, value=value))
         return out
 
+    @staticmethod
+    def _decode_1997(values: Sequence[tuple[dis1997.DataItem, codec.Value]],
+                     wanted: list[Point]) -> list[PointResult]:
+        """Values of a 1997 reply to the points that asked; a tariff the meter does not have is invalid."""
+        by_member = {item.di: value for item, value in values}
+        tariffs = len(values) - 1 if len(values) > 1 else None  # an energy block: total + the meter's tariffs
+        out = []
+        for p in wanted:
+            value = by_member.get(p.di or "")
+            if value is None and tariffs is not None:
+                out.append(PointResult.invalid(p, f"{p.di}: the meter has {tariffs} tariffs, "
+                                                  f"not tariff {int((p.di or '0000')[3], 16)}"))
+            elif not isinstance(value, Decimal):
+                out.append(PointResult.invalid(p, f"{p.di}: no numeric value in the reply"))
+            else:
+                out.append(PointResult(point=p, value=value))
+        return out
+
     # --- clock -------------------------------------------------------------------
 
     async def read_clock(self, address: str, zone: str | None = None) -> ClockReading:
-        """Date (04000101) and time (04000102) in the meter's ``zone``; a day change between the two is read again."""
+        """Date (04000101) and time (04000102) in the meter's ``zone``; a day change between the two is read again.
+
+        A DL/T 645-1997 meter (one ``read`` or ``know_meter`` has seen) is asked for C010 and C011.
+        """
+        old = self._standards.get(address) == "1997"
         for _ in range(2):
-            date_payload = await self.read_di(address, "04000101")
-            time_payload = await self.read_di(address, CLOCK_DI)
+            if old:
+                date_payload = await self.read_di_1997(address, "C010")
+                time_payload = await self.read_di_1997(address, dis1997.CLOCK_DI)
+            else:
+                date_payload = await self.read_di(address, "04000101")
+                time_payload = await self.read_di(address, CLOCK_DI)
             now = dt.datetime.now(dt.UTC)
             day = codec.decode_value("YYMMDDWW", date_payload)
             clock = codec.decode_value("hhmmss", time_payload)
