@@ -11,7 +11,7 @@ from gateway.meterclock import check_zone
 from gateway.profiles import ProfileError, load_profile, profile_points
 from simulators.dlms_meter import SimMeter
 from simulators.faults import FaultPlan, parse_fault
-from simulators.serve import PtyServer, Reply
+from simulators.serve import PtyServer, Reply, add_line_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -61,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--late-delay", default="2s", help="how late a 'late' fault answers (default 2s)")
     m.add_argument("--freeze", action="store_true", help="values and clock do not change (exact comparisons)")
     m.add_argument("--seed", type=int, default=1)
+    add_line_arguments(m)
     m.set_defaults(sim_run=run)
 
 
@@ -104,7 +105,7 @@ async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late
     from simulators.dlms import make_meter
     from simulators.dlms_meter import SimClock
     from simulators.dlms_server import HdlcServer, WrapperServer
-    from simulators.serve import serve_until_signal
+    from simulators.serve import serve_until_signal, with_line_quirks
 
     physicals: list[int | None] = [None] if args.no_physical else (args.physical or [17])
     meters = []
@@ -134,7 +135,7 @@ async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late
         assert isinstance(pty, PushPty)
         await pty.push_loop(meters[0], interval, cipher=args.push_cipher, gbt=args.push_gbt, max_info=args.max_info)
 
-    return await serve_until_signal(what, factory, pty=args.pty, link=args.link, tcp=args.tcp,
+    return await serve_until_signal(what, with_line_quirks(factory, args), pty=args.pty, link=args.link, tcp=args.tcp,
                                     pty_server=PushPty(args.link) if args.pty and args.push else None,
                                     with_pty=push if args.push else None)
 

@@ -12,6 +12,7 @@ from gateway.meterclock import check_zone
 from simulators.dlt645 import NO_REQUESTED_DATA, OTHER_ERROR, Dlt645Handler, Dlt645Meter
 from simulators.faults import FaultPlan, parse_fault
 from simulators.model import MeterModel
+from simulators.serve import add_line_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--seed", type=int, default=1)
     m.add_argument("--wire-time", type=int, metavar="BAUD",
                    help="delay each reply by its transaction's true wire time at BAUD (11-bit characters + Td)")
+    add_line_arguments(m)
     m.set_defaults(sim_run=run)
 
 
@@ -109,11 +111,13 @@ def _standards(specs: list[str], addresses: list[str]) -> dict[str, str]:
 
 
 async def _serve(args: argparse.Namespace, meters: dict[str, Dlt645Meter], faults: FaultPlan, late: float) -> int:
-    from simulators.serve import serve_until_signal
+    from simulators.serve import serve_until_signal, with_line_quirks
 
     def factory() -> Dlt645Handler:
         return Dlt645Handler(meters, faults=faults, late_delay=late, max_payload=args.max_payload,
                              wire_baud=args.wire_time)
 
-    return await serve_until_signal(f"dlt645 meters {','.join(meters)}", factory, pty=args.pty, link=args.link,
+    quirky = with_line_quirks(factory, args)
+
+    return await serve_until_signal(f"dlt645 meters {','.join(meters)}", quirky, pty=args.pty, link=args.link,
                                     tcp=args.tcp)

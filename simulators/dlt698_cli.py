@@ -22,6 +22,7 @@ from gateway.durations import parse_duration
 from gateway.meterclock import check_zone
 from simulators.dlt698 import DAILY_RECORDS, Dlt698Bus, Dlt698Handler, Dlt698Meter
 from simulators.faults import FaultPlan, parse_fault
+from simulators.serve import add_line_arguments
 
 FROZEN_AT = dt.datetime(2024, 6, 1, 12, 0, 0)
 
@@ -60,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "(the clock runs on)")
     m.add_argument("--wire-time", type=int, metavar="BAUD",
                    help="delay each reply by its transaction's true wire time at BAUD (11-bit characters + Td)")
+    add_line_arguments(m)
     m.set_defaults(sim_run=run)
 
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, meters: list[Dlt698Meter], faults: FaultPlan, late: float) -> int:
-    from simulators.serve import serve_until_signal
+    from simulators.serve import serve_until_signal, with_line_quirks
 
     zone = args.timezone
 
@@ -109,5 +111,7 @@ async def _serve(args: argparse.Namespace, meters: list[Dlt698Meter], faults: Fa
         bus = Dlt698Bus(meters, preamble=args.preamble, max_frame=args.max_frame)
         return Dlt698Handler(bus, clock=now, faults=faults, late_delay=late, wire_baud=args.wire_time)
 
-    return await serve_until_signal(f"dlt698 meters {','.join(m.address for m in meters)}", factory, pty=args.pty,
+    quirky = with_line_quirks(factory, args)
+
+    return await serve_until_signal(f"dlt698 meters {','.join(m.address for m in meters)}", quirky, pty=args.pty,
                                     link=args.link, tcp=args.tcp)
