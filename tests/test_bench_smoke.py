@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bus, crowded, drain, many, peers, pipeline
+from bench import bare, bus, crowded, drain, many, peers, pipeline
 
 
 def test_backlog_drain_smoke() -> None:
@@ -47,3 +47,36 @@ def test_peer_thingsboard_smoke() -> None:
     r = peers.thingsboard(warmup=20, window=5)
     assert r["readings"] > 0, "thingsboard-gateway delivered nothing: its session-limits answer or ACL broke"
     assert r["cpu_ms_per_1000"] > 0
+
+
+@pytest.mark.slow
+def test_peer_bare_poller_smoke() -> None:
+    """The bare poller, Meterlink's CPU reference, really reads the peer load in 2 block reads and publishes it."""
+    r = bare.measure(warmup=3, window=4, meters=5)
+    assert r["planned_per_cycle"] == 2 and r["requests_per_cycle"] == pytest.approx(2.0, abs=0.01)
+    assert r["readings"] > 0, "the bare poller published nothing in the window"
+    assert r["cpu_ms_per_1000"] > 0 and r["rss_mb"] > 0
+
+
+def test_bare_poller_blocks() -> None:
+    """The bare poller's plan is the minimal one: 0x0000-0x004F and 0x0156 in two reads, offsets in bytes."""
+    plan = bare.blocks([(f"p{r}", r) for _, r in many.POINTS])
+    assert [(start, count) for start, count, _ in plan] == [(0x00, 0x50), (0x156, 2)]
+    assert plan[0][2][:2] == [("p0", 0), ("p2", 4)] and plan[1][2] == [("p342", 0)]
+    assert bare.blocks([("a", 0), ("b", 123), ("c", 125)]) == [(0, 125, [("a", 0), ("b", 246)]), (125, 2, [("c", 0)])]
+
+
+def test_profile_stages_of_pyspy_samples() -> None:
+    """bench.profile charges a sample to its innermost Python frame's stage and leaves idle waits out."""
+    from bench import profile
+
+    raw = "\n".join([
+        "run (/x/gateway/scheduler.py:1);_commit (/x/gateway/journal.py:404) 7",
+        "run (/x/gateway/scheduler.py:1);float32_decimal (/x/gateway/reading.py:190) 3",
+        "run (/x/gateway/scheduler.py:1);reading_json (/x/gateway/reading.py:89) 2",
+        "run (/v/lib/python3.11/site-packages/pymodbus/pdu/register_message.py:78) 4",
+        "main (/x/a.py:1);EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 50",
+    ])
+    stages, top = profile.pyspy_breakdown(raw)
+    assert stages == {"journal": 7, "decode": 3, "json": 2, "modbus-client": 4, "idle": 50}
+    assert top[0] == (7, "_commit (gateway/journal.py:404)")

@@ -20,9 +20,8 @@ import pytest
 import serial
 
 from drivers import create_driver
-from drivers.channel import Channel
-from drivers.dlms.link import SerialLink
 from drivers.serial_errors import serial_error_text, tcp_error_text
+from drivers.transport import Transport, endpoint_for
 from gateway.config import Link, SerialLinkConfig, TcpLinkConfig
 from gateway.errors import LinkError
 from tests.simproc import meterlink, write_config
@@ -43,17 +42,10 @@ async def _open_error(link: Link) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("protocol", ["modbus", "dlt645", "dlms"])
+@pytest.mark.parametrize("protocol", ["modbus", "dlt645", "dlms", "dlt698"])
 def test_missing_device_names_port_and_reason(tmp_path: Path, protocol: str) -> None:
     port = str(tmp_path / "ttyUSB9")
-    if protocol == "dlms":
-        async def go() -> str:
-            with pytest.raises(LinkError) as err:
-                await SerialLink(port, baudrate=9600).open()
-            return str(err.value)
-        text = asyncio.run(go())
-    else:
-        text = asyncio.run(_open_error(_serial_link(port, protocol)))
+    text = asyncio.run(_open_error(_serial_link(port, protocol)))
     assert text.startswith(f"cannot open {port} 9600 8N1: no such device"), text
     assert "\n" not in text and "Errno" not in text
 
@@ -115,12 +107,12 @@ def test_cli_prints_one_line_for_a_missing_port(tmp_path: Path) -> None:
 
 
 def test_channel_keeps_working_after_the_reason_is_fixed(tmp_path: Path) -> None:
-    """The error is per attempt: once the port exists, the same Channel opens."""
+    """The error is per attempt: once the port exists, the same transport opens."""
     link = _serial_link(str(tmp_path / "ttyS-late"), "dlt645")
     master, slave = os.openpty()
 
     async def go() -> None:
-        ch: Channel[bytes] = Channel(link)
+        ch: Transport[bytes] = Transport(endpoint_for(link))
         with pytest.raises(LinkError, match="no such device"):
             await ch.open()
         (tmp_path / "ttyS-late").symlink_to(os.ttyname(slave))

@@ -85,11 +85,11 @@ class _MeterState:
 class DlmsDriver:
     """DLMS/COSEM on one link (CONTRACT section 3, ``protocol: dlms``)."""
 
-    def __init__(self, link: Link, store: Store | None = None) -> None:
+    def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.store = store
         self.counters = LinkCounters()
-        self._bytes: Transport[Any] | None = None
+        self._bytes: Transport[Any] | None = transport
         self._tcp = not isinstance(link.config, SerialLinkConfig)
         self._session: Session | None = None
         self._session_meter: str | None = None

@@ -34,11 +34,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from drivers.channel import Channel
 from drivers.dlt645 import codec, codec1997, dis, dis1997
 from drivers.dlt645.checks import standard_of
 from drivers.dlt645.codec import Frame
+from drivers.transport import Transport, endpoint_for
 from gateway import logs, meterclock
 from gateway.config import Link, Meter, Point
 from gateway.driver import LinkCounters, PointResult, Store
@@ -62,11 +63,11 @@ class ClockReading:
 
 
 class Dlt645Driver:
-    def __init__(self, link: Link, store: Store | None = None) -> None:
+    def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.store = store
         self.counters = LinkCounters()
-        self.channel: Channel[Frame] = Channel(link)
+        self.channel: Transport[Frame] = transport or Transport(endpoint_for(link))
         self._refused_blocks: dict[str, set[str]] = {}
         self._unlogged: dict[tuple[str, str], str] = {}  # refused blocks not logged yet -> the meter's answer
         self._plans: dict[tuple[str, frozenset[int]], list[tuple[str, list[Point]]]] = {}

@@ -50,13 +50,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
-from drivers.channel import Channel
 from drivers.dlt698 import apdu as A
 from drivers.dlt698 import frame as F
 from drivers.dlt698 import oads
 from drivers.dlt698.data import Data, DataType, Oad, ScalerUnit, Selector, Ti, scaled, unit_text
+from drivers.transport import Transport, endpoint_for
 from gateway import logs, meterclock
 from gateway.config import Link, Meter, Point
 from gateway.driver import LinkCounters, PointResult, Store
@@ -171,11 +171,11 @@ def number(data: Data) -> tuple[int, dt.datetime | None]:
 
 
 class Dlt698Driver:
-    def __init__(self, link: Link, store: Store | None = None) -> None:
+    def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.store = store
         self.counters = LinkCounters()
-        self.channel: Channel[F.Frame] = Channel(link)
+        self.channel: Transport[F.Frame] = transport or Transport(endpoint_for(link))
         self.max_apdu = MAX_APDU
         self._piid = 0
         self._no_list: set[str] = set()  # meters that refuse GET-Request-NormalList

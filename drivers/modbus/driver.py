@@ -1,4 +1,4 @@
-"""Modbus transport: RTU frames over our own :class:`drivers.channel.Channel`, Modbus TCP through pymodbus.
+"""Modbus transport: RTU frames over the one :class:`drivers.transport.Transport`, Modbus TCP through pymodbus.
 
 pymodbus defaults to 3 s x 4 tries, which would stall an RS-485 bus for 12 s
 on one silent meter; every transaction here uses the link's own timeout and
@@ -18,7 +18,7 @@ the whole buffer as used, so a stale frame cannot be skipped and the true
 reply behind it kept), the kernel's input buffer is never flushed, and the
 line's silence after a timeout could only be watched through its internals.  So on a
 serial link and on RTU through a device server (``framing: rtu``) requests go
-out through ``Channel`` (flush before every request, silence waited out after
+out through ``Transport`` (flush before every request, silence waited out after
 an unanswered one) and replies are framed by ``codec.decode_rtu_reply``,
 which accepts only the device id, function code and byte count of the request
 just sent.  Modbus TCP (MBAP) keeps pymodbus: the transaction id it checks
@@ -31,12 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
-from drivers.channel import Channel
 from drivers.modbus.codec import (
     FUNCTION_CODES,
     ExceptionResponse,
@@ -52,6 +52,7 @@ from drivers.modbus.codec import (
 )
 from drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block
 from drivers.serial_errors import tcp_error_text
+from drivers.transport import Transport, endpoint_for
 from gateway.config import Link, Meter, Point, SerialLinkConfig, TcpLinkConfig
 from gateway.driver import LinkCounters, PointResult, Store
 from gateway.errors import FrameError, LinkError, MeterRejected, MeterTimeout
@@ -65,11 +66,11 @@ ILLEGAL_DATA_ADDRESS = 0x02
 class ModbusDriver:
     """Modbus RTU on a serial link, Modbus TCP, or RTU frames through a serial device server."""
 
-    def __init__(self, link: Link, store: Store | None = None) -> None:
+    def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.counters = LinkCounters()
         self._rtu = isinstance(link.config, SerialLinkConfig) or link.config.framing == "rtu"
-        self.channel: Channel[Response] | None = Channel(link) if self._rtu else None
+        self.channel: Transport[Response] | None = (transport or Transport(endpoint_for(link))) if self._rtu else None
         self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[tuple[str, frozenset[str]], list[Block]] = {}
         self._refused: dict[str, set[tuple[str, int, int]]] = {}
