@@ -116,7 +116,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return run_watch(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, simulate: bool = True) -> argparse.ArgumentParser:
     p = _Parser(prog="meterlink", description="Meterlink: read electricity meters, deliver every reading.")
     p.add_argument("--version", action="version", version=f"meterlink {__version__}")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -158,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_scan)
 
     s = sub.add_parser("simulate", help="run simulated meters")
-    from simulators.cli import add_arguments
+    if simulate:  # the simulators' parsers import every protocol's codec: only for `meterlink simulate`
+        from simulators.cli import add_arguments
 
-    add_arguments(s)
+        add_arguments(s)
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("demo", help="simulated meters, the gateway, and a live table (what `make demo` runs)")
@@ -190,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(simulate="simulate" in argv).parse_args(argv)
     logs.setup(args.log_format, args.log_level)
     with contextlib.suppress(AttributeError, ValueError):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
