@@ -3,11 +3,18 @@
 ``parse_request`` is pure and raises only :class:`CommandError`; every bad
 request (bad JSON, unknown command, unknown meter) gets an ``ok: false`` answer
 with a plain error, and nothing a requester sends can stop the gateway.
+
+Nor can a flood of requests starve the meter bus: :class:`CommandGate` admits
+at most :data:`RATE` commands a second (bursts of :data:`BURST`) and
+:data:`MAX_WAITING` at a time; any beyond are answered at once with
+``{"ok": false, "error": "busy"}``.  (On the link itself a due poll goes before
+a waiting call-up read: :class:`gateway.scheduler.LinkLock`.)
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +24,10 @@ from gateway.errors import MeterlinkError
 
 MAX_REQUEST_BYTES = 65536
 COMMANDS = ("read", "status", "sync_time")
+RATE = 5.0  # commands admitted per second, sustained
+BURST = 20  # commands admitted at once after a quiet spell
+MAX_WAITING = 16  # commands admitted and not yet answered, at most
+BUSY = "busy"  # the error of a command refused by the gate: the requester may try again later
 
 
 class CommandError(MeterlinkError):
@@ -85,3 +96,46 @@ async def handle(command: str, payload: bytes, handlers: dict[str, Handler]) -> 
         return answer(exc.rid if rid is None else rid, error=str(exc))
     except MeterlinkError as exc:
         return answer(rid, error=str(exc))
+
+
+def request_id(payload: bytes) -> str | int | None:
+    """The id of a request, when it has a readable one (for a "busy" answer, which still names it)."""
+    try:
+        return parse_request("status", payload).id
+    except CommandError as exc:
+        return exc.rid
+
+
+class CommandGate:
+    """A token bucket and a bound on commands in progress: what a burst of requests may cost the gateway.
+
+    Pure bookkeeping (the clock is injectable), used by the MQTT sink:
+    :meth:`admit` before a command is started, :meth:`done` when it is answered.
+    """
+
+    def __init__(self, *, rate: float = RATE, burst: int = BURST, max_waiting: int = MAX_WAITING,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_waiting = max_waiting
+        self.clock = clock
+        self.tokens = float(burst)
+        self.last = clock()
+        self.waiting = 0
+        self.admitted = 0
+        self.refused = 0
+
+    def admit(self) -> bool:
+        now = self.clock()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.waiting >= self.max_waiting or self.tokens < 1.0:
+            self.refused += 1
+            return False
+        self.tokens -= 1.0
+        self.waiting += 1
+        self.admitted += 1
+        return True
+
+    def done(self) -> None:
+        self.waiting = max(0, self.waiting - 1)

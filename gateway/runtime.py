@@ -1,12 +1,21 @@
-"""The running gateway: journal, one scheduler per link, sinks, and the state they share."""
+"""The running gateway: journal, one scheduler per link, sinks, and the state they share.
+
+Faults that clear by themselves never end the gateway: a full disk at start is
+waited out (:meth:`Gateway.start`), a journal that fails while running holds
+readings in its bounded memory queue (:mod:`gateway.journal`), and a link task
+that fails for any reason is restarted with backoff and counted
+(:meth:`Gateway._run_link`), never left dead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +24,25 @@ from gateway import __version__, logs
 from gateway.commands import CommandError, Request
 from gateway.config import Config, Meter
 from gateway.errors import MeterlinkError
-from gateway.journal import Journal, JournalError
+from gateway.journal import Journal, JournalError, JournalFull
 from gateway.reading import Reading, format_ts
 from gateway.scheduler import LinkScheduler, MeterState, to_readings
 
 BOUNDS_EVERY = 5.0  # seconds between journal bound checks
+READ_NOW_COMMIT_WAIT = 2.0  # seconds a call-up read waits for its commit before it answers anyway
+OPEN_RETRY = 2.0  # seconds between tries to open a journal on a full disk
+LINK_RESTART_MAX = 60.0  # seconds between restarts of a link task that keeps failing, at most
+LINK_STABLE = 300.0  # seconds a restarted link task must run before its backoff starts again from 1 s
 BatchListener = Callable[[str, int, list[Reading]], None]
+WaitReport = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class LinkTaskState:
+    """How often a link's poll task failed and was restarted (``meterlink_link_restarts_total``)."""
+
+    restarts: int = 0
+    last_error: str | None = None
 
 
 class Gateway:
@@ -29,7 +51,7 @@ class Gateway:
         self.keep_latest = keep_latest  # the latest reading per point, for live views (the demo table)
         self.id = config.gateway.id
         self.journal = Journal(config.data_dir, self.id, max_bytes=config.journal.max_bytes,
-                               max_age=config.journal.max_age)
+                               max_age=config.journal.max_age, queue_bytes=config.journal.queue_bytes)
         self.schedulers: dict[str, LinkScheduler] = {}
         for lid, link in config.links.items():
             meters = [m for m in config.meters.values() if m.link == lid]
@@ -43,7 +65,12 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
         self.sinks: list[Any] = []
-        self.journal_error: str | None = None  # the last journal write failure, until a write succeeds
+        self.link_tasks: dict[str, LinkTaskState] = {lid: LinkTaskState() for lid in self.schedulers}
+
+    @property
+    def journal_error(self) -> str | None:
+        """Why the journal cannot be written now (e.g. "disk full: ..."); None while writes succeed."""
+        return self.journal.problem
 
     def link_alive(self, link_id: str) -> bool | None:
         """Whether the link's poll task is running (None: no such link task)."""
@@ -105,18 +132,16 @@ class Gateway:
         m = self.config.meters.get(meter_id)
         return None if m is None else self.schedulers[m.link].meters[meter_id]
 
-    async def _on_batch(self, meter: Meter, ts: datetime, readings: list[Reading]) -> None:
-        delay = 1.0
-        while True:
-            try:
-                seq = await self.journal.append(meter.id, ts, readings)
-                self.journal_error = None
-                break
-            except JournalError as exc:  # disk full or similar: hold the batch, keep trying
-                self.journal_error = str(exc)
-                logs.error("journal write failed", meter=meter.id, error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+    def _on_batch(self, meter: Meter, ts: datetime, readings: list[Reading]) -> asyncio.Future[int]:
+        """Hand a poll's readings to the journal's queue (never waits); listeners hear of them once committed."""
+        fut = self.journal.submit(meter.id, ts, readings)
+        fut.add_done_callback(lambda f: self._committed(meter, readings, f))
+        return fut
+
+    def _committed(self, meter: Meter, readings: list[Reading], fut: asyncio.Future[int]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # dropped from a full queue, or not written at stop: counted and logged by the journal
+        seq = fut.result()
         if self.keep_latest:
             latest = self.latest.setdefault(meter.id, {})
             for r in readings:
@@ -128,9 +153,35 @@ class Gateway:
         for listener in self.status_listeners:
             listener(ms)
 
-    async def start(self) -> None:
+    async def start(self, *, waiting: WaitReport | None = None, stop: asyncio.Event | None = None) -> bool:
+        """Open the journal, start sinks and links; False if ``stop`` was set while waiting for the journal.
+
+        A full disk at start is waited out (``waiting`` hears why, e.g. to tell
+        systemd), as it clears by itself once space is freed: exiting would only
+        have the service manager give up after a few restarts.
+        """
         _raise_file_limit()
-        self.journal.open()
+        logged: str | None = None
+        while True:
+            try:
+                self.journal.open()
+                break
+            except JournalFull as exc:
+                if logged is None:
+                    logs.error("journal: disk full at start, waiting for space", error=str(exc),
+                               retry_every_s=f"{OPEN_RETRY:g}")
+                logged = str(exc)
+                if waiting is not None:
+                    waiting(f"journal: {exc}")
+                if stop is None:
+                    await asyncio.sleep(OPEN_RETRY)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), OPEN_RETRY)
+                    if stop.is_set():
+                        return False
+        if logged is not None:
+            logs.info("journal: space is back, starting", journal=str(self.journal.path))
         try:
             self._make_sinks()
         except MeterlinkError:
@@ -143,17 +194,38 @@ class Gateway:
         for lid, sched in self.schedulers.items():
             self._tasks.append(asyncio.create_task(self._run_link(sched), name=f"meterlink[{lid}].poll"))
         logs.info("gateway started", gateway=self.id, links=len(self.schedulers), meters=len(self.config.meters),
-                  journal=str(self.journal.path), version=__version__)
+                  journal=str(self.journal.path), epoch=self.journal.epoch, version=__version__)
         self.ready.set()
+        return True
 
     async def _run_link(self, sched: LinkScheduler) -> None:
-        try:
-            await sched.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must not take the other links down
-            logs.error("link scheduler crashed", link=sched.link.id, error=repr(exc))
-            raise
+        """Run a link's poll loop for good: whatever ends it (a bug, an unexpected error) restarts it with backoff.
+
+        A dead link task reads nothing and says nothing, so it is never left
+        dead: each restart is logged and counted (``meterlink_link_restarts_total``).
+        """
+        state = self.link_tasks.setdefault(sched.link.id, LinkTaskState())
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await sched.run()
+                if not sched.meters:
+                    return  # nothing to poll on this link
+                raise RuntimeError("poll loop returned")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not take this link, or the others, down for good
+                if time.monotonic() - started > LINK_STABLE:
+                    delay = 1.0
+                state.restarts += 1
+                state.last_error = repr(exc)[:300]
+                logs.error("link task failed, restarting it", link=sched.link.id, error=state.last_error,
+                           restarts=state.restarts, retry_in_s=f"{delay:g}")
+                with contextlib.suppress(Exception):  # a fresh channel for the new task
+                    await sched.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LINK_RESTART_MAX)
 
     async def _bounds_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -162,7 +234,7 @@ class Gateway:
             try:
                 dropped = await loop.run_in_executor(None, self.journal.enforce_bounds)
                 dropped += self.journal.take_dropped()
-            except JournalError as exc:
+            except (JournalError, sqlite3.Error) as exc:  # e.g. a full disk: the loop goes on, next time may do
                 logs.error("journal bound check failed", error=str(exc))
                 continue
             if dropped:
@@ -173,12 +245,10 @@ class Gateway:
         for sink in self.sinks:
             if hasattr(sink, "publish_offline"):
                 await sink.publish_offline()
-        for sched in self.schedulers.values():  # stop polling, then commit what was acquired
-            for t in self._tasks:
-                if t.get_name() == f"meterlink[{sched.link.id}].poll":
-                    t.cancel()
-            with contextlib.suppress(Exception):
-                await sched.flush()
+        for t in self._tasks:  # stop polling first; the journal then commits what was acquired
+            if t.get_name().endswith("].poll"):
+                t.cancel()
+        await self.journal.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -188,7 +258,6 @@ class Gateway:
         for sched in self.schedulers.values():
             with contextlib.suppress(Exception):
                 await sched.close()
-        await self.journal.stop()
         for sink in self.sinks:
             if hasattr(sink, "close"):
                 sink.close()
@@ -203,17 +272,22 @@ class Gateway:
             raise MeterlinkError(f"meter {meter_id} has none of the points {', '.join(obis or [])}")
         sched = self.schedulers[meter.link]
         ts = datetime.now().astimezone()
-        results = await sched.read(meter, points)
+        results = await sched.read(meter, points)  # COMMAND priority: a due poll goes first
         readings = to_readings(self.id, meter, ts, results)
-        await self._on_batch(meter, ts, readings)
+        fut = self._on_batch(meter, ts, readings)
+        # answer once the readings are on disk, as before; a failing journal must not hold the answer for long
+        with contextlib.suppress(TimeoutError, JournalError):
+            await asyncio.wait_for(asyncio.shield(fut), READ_NOW_COMMIT_WAIT)
         return readings
 
     def status(self) -> dict[str, object]:
         links = {}
         for lid, s in self.schedulers.items():
+            task = self.link_tasks.get(lid) or LinkTaskState()
             links[lid] = {"utilization": round(s.state.utilization(), 4), "polls": s.state.polls,
                           "errors": s.state.errors, "transactions": s.driver.counters.transactions,
-                          "timeouts": s.driver.counters.timeouts, "last_error": s.state.last_error}
+                          "timeouts": s.driver.counters.timeouts, "last_error": s.state.last_error,
+                          "restarts": task.restarts}
         meters = {}
         for s in self.schedulers.values():
             for mid, ms in s.meters.items():
@@ -229,7 +303,15 @@ class Gateway:
                                 "last_error": c.last_error}
         return {"gateway": self.id, "version": __version__, "ts": format_ts(datetime.now().astimezone()),
                 "uptime_s": round(time.time() - self.started, 1), "links": links, "meters": meters,
-                "sinks": sinks, "journal": self.journal.counts()}
+                "sinks": sinks, "journal": self.journal_status()}
+
+    def journal_status(self) -> dict[str, object]:
+        """The journal's figures (no table scan) plus its health: ``problem`` is e.g. "disk full: ..." or None."""
+        doc: dict[str, object] = {**self.journal.counts(), "epoch": self.journal.epoch,
+                                  "problem": self.journal.problem, "queue_limit_bytes": self.journal.queue_bytes}
+        if self.journal.replaced:
+            doc["replaced"] = self.journal.replaced
+        return doc
 
 
 def _raise_file_limit() -> None:

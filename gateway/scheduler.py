@@ -5,7 +5,11 @@ group is read at :00, :15, :30, :45; a 1 d group at midnight), after one full
 read of every meter at start.  All of one meter's points due at one moment go
 to the driver as one batch.  A meter that does not answer costs the bus one
 ``timeout x tries``, is reported offline and retried with capped exponential
-backoff while the other meters on the link keep their schedule.  A poll that
+backoff while the other meters on the link keep their schedule; a link whose
+channel itself fails (port gone, connection refused) is tried again within
+:data:`LINK_BACKOFF_CAP`, as cables and device servers come back by
+themselves.  A due poll takes the link before any waiting call-up read
+(:class:`LinkLock`), so commands cannot push polls late.  A poll that
 starts more than :data:`LATE_AFTER` seconds after its moment is counted late;
 moments that passed while a poll could not start are counted as missed.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -26,14 +32,65 @@ from gateway import logs
 from gateway.config import Link, Meter, Point
 from gateway.driver import Driver, PointResult
 from gateway.errors import LinkError, MeterlinkError
-from gateway.reading import Quality, Reading
+from gateway.reading import Quality, Reading, UnitMismatch, convert_unit
 
 T = TypeVar("T")
 
 LATE_AFTER = 1.0  # seconds: a poll starting later than this after its moment is late
-BACKOFF_CAP = 300.0  # seconds between tries of an offline meter, at most
+BACKOFF_CAP = 300.0  # seconds between tries of a meter that stays silent on a working link, at most
+LINK_BACKOFF_CAP = 30.0  # seconds between tries to reopen a link whose channel failed, at most
 LATE_LOG_EVERY = 600.0  # seconds between "late poll" log lines of one meter
-MAX_UNCOMMITTED = 8  # batches a link may have waiting for the journal before it waits too
+POLL, COMMAND = 0, 1  # LinkLock priorities: a scheduled poll, a call-up read or other command
+
+
+class LinkLock:
+    """One transaction at a time on a link; among those waiting, polls go first, then commands, each in order.
+
+    Why not ``asyncio.Lock``: it is first come, first served, so a flood of
+    call-up reads queued on a slow bus made every scheduled poll wait behind
+    all of them (500 reads at 9600 baud: polls two minutes late).
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def locked(self) -> bool:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, f in self._waiters if not f.done())
+
+    async def acquire(self, priority: int = COMMAND) -> None:
+        if not self._held and not self.waiting:
+            self._held = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed the link just as we were cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            *_, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # the link passes straight to the waiter: it stays held
+                return
+        self._held = False
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int = COMMAND) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 def local_offset() -> float:
@@ -78,8 +135,9 @@ class MeterState:
     def status(self) -> dict[str, object]:
         from gateway.reading import format_ts
 
+        # interval_s: how often the meter is polled, so a subscriber waiting for its next data message knows how long
         return {"online": self.online, "last_ok": format_ts(self.last_ok) if self.last_ok else None,
-                "error": self.last_error}
+                "error": self.last_error, "interval_s": min((g.interval for g in self.groups), default=None)}
 
 
 @dataclass
@@ -100,14 +158,33 @@ class LinkState:
         return self.busy / wall if wall > 0 else 0.0
 
 
-BatchSink = Callable[[Meter, datetime, list[Reading]], Awaitable[None]]
+BatchSink = Callable[[Meter, datetime, list[Reading]], None]  # hands the batch to the journal's queue, never waits
 StatusSink = Callable[[MeterState], None]
 
 
 def to_readings(gateway: str, meter: Meter, ts: datetime, results: Sequence[PointResult]) -> list[Reading]:
-    return [Reading(gateway=gateway, meter=meter.id, obis=r.point.obis, name=r.point.name, value=r.value,
-                    unit=r.point.unit, ts=ts, meter_ts=r.meter_ts, quality=r.quality, error=r.error)
-            for r in results]
+    """The driver's results as readings, each with its unit as CONTRACT section 5 defines it.
+
+    The unit is the point's configured one, the value converted to it where the
+    meter reports another multiple (Wh to kWh); where the point names none, the
+    unit the meter reports or the standard defines (``PointResult.unit``).  A
+    meter unit that is no multiple of the configured one makes the reading
+    invalid: a wrong value reported as good is the worst failure.
+    """
+    out = []
+    for r in results:
+        value, unit, quality, error = r.value, r.point.unit, r.quality, r.error
+        if r.unit is not None:
+            if not unit:
+                unit = r.unit
+            elif value is not None and r.unit != unit:
+                try:
+                    value = convert_unit(value, r.unit, unit)
+                except UnitMismatch as exc:
+                    value, quality, error = None, Quality.INVALID, str(exc)
+        out.append(Reading(gateway=gateway, meter=meter.id, obis=r.point.obis, name=r.point.name, value=value,
+                           unit=unit, ts=ts, meter_ts=r.meter_ts, quality=quality, error=error))
+    return out
 
 
 class LinkScheduler:
@@ -128,8 +205,7 @@ class LinkScheduler:
                 by_interval.setdefault(p.interval, []).append(p)
             groups = [Group(iv, tuple(ps)) for iv, ps in sorted(by_interval.items())]
             self.meters[m.id] = MeterState(m, groups)
-        self._lock = asyncio.Lock()  # one transaction at a time on this link
-        self._uncommitted: set[asyncio.Task[None]] = set()
+        self._lock = LinkLock()  # one transaction at a time on this link, polls first
 
     # --- the poll loop -----------------------------------------------------------
 
@@ -176,7 +252,7 @@ class LinkScheduler:
             return
         ts = datetime.fromtimestamp(start, UTC)
         try:
-            results = await self.read(ms.meter, points)
+            results = await self.read(ms.meter, points, priority=POLL)
         except MeterlinkError as exc:
             self._failed(ms, exc, start)
             return
@@ -187,14 +263,11 @@ class LinkScheduler:
         if not readings:
             return  # e.g. a load profile with no new record: nothing to journal, no empty data message
         # the link goes on with the next poll while the journal commits this batch (nothing sees the
-        # readings before the commit); a slow disk holds the link back once MAX_UNCOMMITTED are waiting
-        task = asyncio.create_task(self.on_batch(ms.meter, ts, readings))
-        self._uncommitted.add(task)
-        task.add_done_callback(self._uncommitted.discard)
-        if len(self._uncommitted) >= MAX_UNCOMMITTED:
-            await asyncio.wait(self._uncommitted, return_when=asyncio.FIRST_COMPLETED)
+        # readings before the commit); a slow or full disk never holds the link back: the journal's
+        # bounded queue takes the batch, in acquisition order
+        self.on_batch(ms.meter, ts, readings)
 
-    async def read(self, meter: Meter, points: Sequence[Point]) -> list[PointResult]:
+    async def read(self, meter: Meter, points: Sequence[Point], *, priority: int = COMMAND) -> list[PointResult]:
         """One batch through the driver, holding the link; used by the poll loop and on-demand reads."""
         async def timed(driver: Driver) -> list[PointResult]:
             t0 = time.monotonic()  # once the link is ours: waiting for it is not the meter's latency
@@ -206,11 +279,11 @@ class LinkScheduler:
                 if ms is not None:
                     ms.last_latency = time.monotonic() - t0
 
-        return await self.with_driver(timed)
+        return await self.with_driver(timed, priority=priority)
 
-    async def with_driver(self, action: Callable[[Driver], Awaitable[T]]) -> T:
+    async def with_driver(self, action: Callable[[Driver], Awaitable[T]], *, priority: int = COMMAND) -> T:
         """Run ``action`` on the open driver, holding the link (polls, time sync): one transaction at a time."""
-        async with self._lock:
+        async with self._lock.hold(priority):
             t0 = time.monotonic()
             self.state.busy_since = t0
             try:
@@ -254,7 +327,9 @@ class LinkScheduler:
         self.state.errors += 1
         self.state.last_error = str(exc)
         smallest = min(g.interval for g in ms.groups)
-        backoff = min(smallest * 2 ** (ms.failures - 1), max(BACKOFF_CAP, smallest))
+        # a meter silent on a working link backs off far; a failed channel is reopened within LINK_BACKOFF_CAP
+        cap = LINK_BACKOFF_CAP if isinstance(exc, LinkError) else max(BACKOFF_CAP, smallest)
+        backoff = min(smallest * 2 ** min(ms.failures - 1, 32), cap)  # the exponent bounded: no float overflow
         ms.retry_at = now + backoff
         message = str(exc)
         changed = was is not False or message != ms.last_error
@@ -264,14 +339,8 @@ class LinkScheduler:
         if changed and self.on_status:
             self.on_status(ms)
 
-    async def flush(self) -> None:
-        """Wait until every batch this link acquired is committed to the journal."""
-        if self._uncommitted:
-            await asyncio.gather(*self._uncommitted, return_exceptions=True)
-
     async def close(self) -> None:
-        await self.flush()
-        async with self._lock:
+        async with self._lock.hold(POLL):
             await self.driver.close()
             self.state.open = False
 

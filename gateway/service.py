@@ -6,6 +6,10 @@ journal open and the http listener up; ``WATCHDOG=1`` every half
 ``WatchdogSec=`` while the event loop runs and no link is hung (see
 :class:`gateway.metrics.Liveness`), so a hung gateway is restarted;
 ``STOPPING=1`` when a signal arrives.  Outside systemd none of this happens.
+
+A journal on a full disk at start is waited for, not given up on: the start
+timeout is extended (``EXTEND_TIMEOUT_USEC``) and ``STATUS=`` says why, so the
+service neither exits nor is killed for a condition that clears by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from gateway.config import Config
 from gateway.metrics import HttpServer, Liveness
 from gateway.runtime import Gateway
 from gateway.sdnotify import Notifier, watchdog_interval
+
+START_EXTEND = 30.0  # seconds each "still waiting for the journal" asks systemd to add to the start timeout
 
 
 def warn_readable_secrets(config: Config) -> None:
@@ -69,7 +75,14 @@ async def run_gateway(config: Config) -> int:
     warn_readable_secrets(config)
     notifier = Notifier.from_env()
     gw = Gateway(config)
-    await gw.start()
+
+    def waiting(why: str) -> None:
+        notifier.notify(f"STATUS=waiting: {why}"[:400], f"EXTEND_TIMEOUT_USEC={int(START_EXTEND * 1e6)}")
+
+    if not await gw.start(waiting=waiting, stop=stop):
+        logs.info("stopped while waiting for the journal", gateway=gw.id)
+        notifier.close()
+        return 0
     liveness = Liveness(gw)
     http: HttpServer | None = None
     watchdog: asyncio.Task[None] | None = None

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from gateway.journal import Journal, JournalError
+from gateway import logs
+from gateway.journal import Journal, JournalError, JournalQueueFull
 from gateway.reading import Reading
+
+
+@pytest.fixture
+def log_text() -> Iterator[io.StringIO]:
+    """The gateway's log lines during the test (a handler of its own: no global setup left behind)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s %(fields)s"))
+    level = logs.LOGGER.level
+    logs.LOGGER.addHandler(handler)
+    logs.LOGGER.setLevel(logging.INFO)
+    yield stream
+    logs.LOGGER.removeHandler(handler)
+    logs.LOGGER.setLevel(level)
 
 
 def _readings(meter: str, value: str) -> list[Reading]:
@@ -40,8 +64,9 @@ def test_payload_is_the_contract_data_message(tmp_path: Path) -> None:
     j.append_many([("m-0001", datetime(2026, 11, 27, 2, 15, 0, 12000, tzinfo=UTC), _readings("m-0001", "1234.56"))])
     (b,) = j.batches()
     doc = json.loads(b.payload)
-    assert set(doc) == {"gateway", "meter", "seq", "ts", "readings"}
+    assert list(doc) == ["gateway", "meter", "epoch", "seq", "ts", "readings"]  # CONTRACT section 6, in order
     assert doc["ts"] == "2026-11-27T02:15:00.012Z" and doc["seq"] == 1
+    assert doc["epoch"] == j.epoch and len(j.epoch) == 16
     assert '"value": 1234.56,' in b.payload
     j.close()
 
@@ -118,3 +143,207 @@ def test_age_bound(tmp_path: Path) -> None:
     assert [b.seq for b in j.batches()] == [2]
     assert j.counts()["dropped"] == 1
     j.close()
+
+
+# --------------------------------------------------------------------------- figures without a scan
+
+
+def test_counts_are_kept_in_step_without_a_table_scan(tmp_path: Path) -> None:
+    """/status and every scrape read counts(): it must match the table and never wait on the writer's lock."""
+    j = Journal(tmp_path, "gw", max_bytes=1 << 18, max_age=3600).open()
+    j.sink_names = ["mqtt"]
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    j.append_many([("a", old, _readings("a", "1")) for _ in range(3)])
+    assert j.enforce_bounds() == 3  # too old and undelivered: dropped and counted
+    big = [Reading(gateway="gw", meter="b", obis=f"1.0.{i}.8.0.255", name=f"e{i}", value=Decimal("1.5"), unit="kWh",
+                   ts=datetime.now(UTC)) for i in range(10)]
+    for _ in range(60):
+        j.append_many([("b", datetime.now(UTC), big), ("a", datetime.now(UTC), _readings("a", "2"))])
+    j.set_cursor("mqtt", 50)
+    j.enforce_bounds()
+    rows, readings, last = j.db.execute(
+        "SELECT count(*), sum(n), max(id) FROM batches").fetchone()
+    c = j.counts()
+    assert (c["rows"], c["readings"], c["last_id"]) == (rows, readings, last)
+    assert c["dropped"] == j.db.execute("SELECT sum(value) FROM counters").fetchone()[0] >= 3
+    assert j.backlog("mqtt") == j.db.execute("SELECT count(*) FROM batches WHERE id > 50").fetchone()[0]
+    assert j.backlog("influxdb") == rows  # a sink that took nothing yet
+    with j._db_lock:  # the writer holds the database (a commit's fsync): counts() does not wait for it
+        got: list[dict[str, int]] = []
+        t = threading.Thread(target=lambda: got.append(j.counts()))
+        t.start()
+        t.join(2)
+        assert got, "counts() waited for the database lock: it scans the table"
+    j.close()
+    j = Journal(tmp_path, "gw").open()  # and the figures are the same after a reopen
+    assert {k: j.counts()[k] for k in ("rows", "readings", "last_id", "dropped")} == \
+        {k: c[k] for k in ("rows", "readings", "last_id", "dropped")}
+    j.close()
+
+
+# --------------------------------------------------------------------------- damage and epochs
+
+
+def _unclean(data: Path, rows: int) -> str:
+    """A real unclean stop: another process journals ``rows`` batches and dies without closing; its epoch."""
+    code = (
+        "import os, sys; from datetime import UTC, datetime; from decimal import Decimal\n"
+        "from gateway.journal import Journal; from gateway.reading import Reading\n"
+        f"j = Journal({str(data)!r}, 'gw').open()\n"
+        "ts = datetime.now(UTC)\n"
+        f"for i in range({rows}):\n"
+        "    j.append_many([('a', ts, [Reading(gateway='gw', meter='a', obis='1.0.1.8.0.255', name='e',"
+        " value=Decimal(i), unit='kWh', ts=ts)])])\n"
+        "print(j.epoch, flush=True)\n"
+        "os._exit(0)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_garbled_journal_is_moved_aside_loudly_and_a_new_epoch_starts(tmp_path: Path, log_text: io.StringIO) -> None:
+    j = Journal(tmp_path, "gw").open()
+    ts = datetime.now(UTC)
+    for _ in range(40):
+        j.append_many([("a", ts, _readings("a", str(k))) for k in range(50)])
+    old_epoch = j.epoch
+    j.close()
+    path = tmp_path / "journal.sqlite"
+    size = path.stat().st_size
+    assert size > 200_000
+    with open(path, "r+b") as f:  # 16 KiB of garbage in the middle of the file
+        f.seek(size // 2)
+        f.write(random.Random(16).randbytes(16384))
+    log_text.truncate(0)
+    log_text.seek(0)
+    j = Journal(tmp_path, "gw").open()
+    err = log_text.getvalue()
+    damaged_lines = [line for line in err.splitlines() if "JOURNAL DAMAGED" in line]
+    assert len(damaged_lines) == 1 and "moved_to" in damaged_lines[0], err
+    kept = list(tmp_path.glob("journal.sqlite.damaged-*"))
+    assert len(kept) == 1 and kept[0].stat().st_size == size, "the damaged journal is kept, renamed"
+    assert j.replaced is not None and j.replaced["moved_to"] == str(kept[0])
+    assert j.epoch != old_epoch and j.counts()["rows"] == 0
+    assert j.append_many([("a", ts, _readings("a", "1"))]) == [1]
+    assert j.batches()[0].message()["epoch"] == j.epoch
+    j.close()
+
+
+def test_wal_lost_after_an_unclean_stop_starts_a_new_epoch(tmp_path: Path, log_text: io.StringIO) -> None:
+    old_epoch = _unclean(tmp_path, 5)
+    (tmp_path / "journal.sqlite-wal").unlink()  # what a failing card or a careless copy does
+    log_text.truncate(0)
+    log_text.seek(0)
+    j = Journal(tmp_path, "gw").open()
+    err = log_text.getvalue()
+    assert "JOURNAL WAL LOST" in err and old_epoch in err, err
+    assert j.epoch and j.epoch != old_epoch
+    seq = j.append_many([("a", datetime.now(UTC), _readings("a", "9"))])[0]
+    # the seq may repeat one a subscriber already has; the epoch tells the two apart
+    assert j.batches(after_id=j.counts()["last_id"] - 1)[0].message()["epoch"] == j.epoch
+    assert seq >= 1
+    j.close()
+    log_text.truncate(0)
+    log_text.seek(0)
+    j = Journal(tmp_path, "gw").open()  # a clean close in between: nothing is reported, the epoch stays
+    assert "JOURNAL" not in log_text.getvalue() and j.replaced is None
+    j.close()
+
+
+def test_unclean_stop_with_the_wal_intact_keeps_the_epoch(tmp_path: Path, log_text: io.StringIO) -> None:
+    epoch = _unclean(tmp_path, 5)
+    log_text.truncate(0)
+    log_text.seek(0)
+    j = Journal(tmp_path, "gw").open()
+    assert "JOURNAL" not in log_text.getvalue()
+    assert j.epoch == epoch and j.replaced is None and j.last_seq("a") == 5
+    assert j.append_many([("a", datetime.now(UTC), _readings("a", "9"))]) == [6]
+    j.close()
+
+
+def test_journal_truncated_to_zero_starts_a_new_epoch(tmp_path: Path, log_text: io.StringIO) -> None:
+    old_epoch = _unclean(tmp_path, 5)
+    os.truncate(tmp_path / "journal.sqlite", 0)
+    (tmp_path / "journal.sqlite-wal").unlink()
+    log_text.truncate(0)
+    log_text.seek(0)
+    j = Journal(tmp_path, "gw").open()
+    assert "JOURNAL LOST" in log_text.getvalue()
+    assert j.epoch != old_epoch and j.replaced is not None
+    assert j.append_many([("a", datetime.now(UTC), _readings("a", "1"))]) == [1]  # seq 1 again, new epoch
+    j.close()
+
+
+def test_gateway_status_and_metrics_show_a_replaced_journal(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from gateway.config import parse_config
+    from gateway.metrics import make_registry
+    from gateway.runtime import Gateway
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "journal.sqlite").write_bytes(b"not a database at all, " * 400)
+    raw = {"gateway": {"id": "gw-x", "data_dir": str(data)},
+           "links": {"l": {"type": "tcp", "host": "127.0.0.1", "port": 1, "timeout": "200ms"}},
+           "meters": {"m": {"link": "l", "protocol": "modbus", "address": 1, "interval": "1h",
+                            "points": [{"obis": "1.0.1.8.0.255", "register": 0, "type": "float32", "unit": "kWh"}]}}}
+
+    async def scenario() -> tuple[dict[str, object], str]:
+        gw = Gateway(parse_config(raw))
+        await gw.start()
+        try:
+            doc = gw.status()["journal"]
+            text = generate_latest(make_registry(gw)).decode()
+        finally:
+            await gw.stop()
+        return doc, text  # type: ignore[return-value]
+
+    doc, text = asyncio.run(scenario())
+    assert isinstance(doc, dict) and "damaged" in doc["replaced"]["reason"] and doc["problem"] is None
+    assert 'meterlink_journal_replaced{gateway="gw-x"} 1.0' in text
+
+
+# --------------------------------------------------------------------------- the memory queue on a full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    where = tmp_path / "disk"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_queue_on_a_full_disk_keeps_order_drops_oldest_and_resumes(tiny_disk: Path) -> None:
+    from tests.integration.test_fault_disk_full import fill
+
+    async def scenario() -> None:
+        j = Journal(tiny_disk, "gw", queue_bytes=8192).open()
+        j.start()
+        ts = datetime.now(UTC)
+        assert await j.append("a", ts, _readings("a", "0")) == 1
+        filler = fill(tiny_disk)
+        futs = [j.submit("a", ts, _readings("a", str(i))) for i in range(1, 61)]
+        deadline = time.monotonic() + 10
+        while not (j.problem or "").startswith("disk full") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert (j.problem or "").startswith("disk full"), j.problem
+        assert j.queued_bytes <= 8192 + 1024 and j.queue_dropped > 0
+        dropped = [f for f in futs if f.done() and isinstance(f.exception(), JournalQueueFull)]
+        assert futs[:len(dropped)] == dropped, "the oldest waiting batches go first"
+        filler.unlink()
+        seqs = await asyncio.gather(*futs[len(dropped):])
+        assert seqs == list(range(2, 2 + len(seqs))), "seqs follow acquisition order, no gap for dropped batches"
+        assert j.problem is None and j.queue_dropped == len(dropped)
+        values = [b.message()["readings"][0]["value"] for b in j.iter_batches()]  # type: ignore[index]
+        assert values == [Decimal(0)] + [Decimal(i) for i in range(1 + len(dropped), 61)]
+        await j.stop()
+        j.close()
+
+    asyncio.run(scenario())

@@ -5,6 +5,12 @@ many in flight at once; the cursor moves past a chunk only when every publish
 in it returned, i.e. the broker sent PUBACK.  After a broker outage the client
 reconnects with capped, jittered exponential backoff and starts again from the
 cursor: messages may arrive twice, never go missing.
+
+A failed connection is logged with its real cause: a refused login says "not
+authorized" (CONNACK 135, MQTT 3.1.1 return code 5), a missing certificate
+file names its key ("file not found: sinks.mqtt.tls.ca_file"); only a broker
+that does not answer is "unreachable".  Commands pass a :class:`CommandGate`
+first: a flood of requests is answered "busy" instead of queueing on the bus.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from pathlib import Path
 import aiomqtt
 
 from gateway import __version__, logs
-from gateway.commands import Handler, handle
+from gateway.commands import BUSY, CommandGate, Handler, answer, handle, request_id
 from gateway.config import Meter, MqttConfig
+from gateway.errors import MeterlinkError
 from gateway.journal import Journal
 from gateway.reading import format_ts
 from gateway.secrets import read_secret
@@ -36,6 +43,11 @@ _AIOMQTT_LOG.setLevel(logging.ERROR)
 CHUNK = 500  # publishes in flight before the cursor moves
 PUBLISH_TIMEOUT = 15.0
 BACKOFF_MAX = 60.0
+BUSY_LOG_EVERY = 60.0  # seconds between "commands refused: busy" log lines
+
+
+class MqttSetupError(MeterlinkError):
+    """A local cause of a failed connection (a certificate file missing or unreadable): no broker was asked."""
 
 
 class MqttSink:
@@ -58,6 +70,8 @@ class MqttSink:
         self._wake = journal.subscribe()
         self._status_queue: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
         self._client: aiomqtt.Client | None = None
+        self.gate = CommandGate()
+        self._busy_logged = -BUSY_LOG_EVERY
 
     # --- called by the gateway ---------------------------------------------------
 
@@ -68,9 +82,21 @@ class MqttSink:
         tls = self.cfg.tls
         if tls is None:
             return None
-        ctx = ssl.create_default_context(cafile=tls.ca_file)
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, key)
+            if path and not Path(path).is_file():
+                raise MqttSetupError(f"file not found: sinks.mqtt.tls.{key} ({path})")
+        try:
+            ctx = ssl.create_default_context(cafile=tls.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttSetupError(f"cannot load sinks.mqtt.tls.ca_file ({tls.ca_file}): "
+                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
         if tls.cert_file and tls.key_file:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+            try:
+                ctx.load_cert_chain(tls.cert_file, tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise MqttSetupError(f"cannot load sinks.mqtt.tls.cert_file/key_file ({tls.cert_file}, "
+                                     f"{tls.key_file}): {getattr(exc, 'strerror', None) or exc}") from exc
         if tls.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -86,7 +112,7 @@ class MqttSink:
         while True:
             try:
                 await self._session()
-            except* (aiomqtt.MqttError, OSError, ssl.SSLError) as group:
+            except* (aiomqtt.MqttError, OSError, ssl.SSLError, MqttSetupError) as group:
                 self.counters.failures += 1
                 self.counters.last_error = _reason(group.exceptions[0])
             except* Exception as group:  # a bug must not end delivery for good: log it and reconnect
@@ -96,7 +122,7 @@ class MqttSink:
             was = self.counters.connected
             self.counters.connected = False
             wait = delay * random.uniform(0.5, 1.0)
-            logs.warning("mqtt broker unreachable" if not was else "mqtt connection lost",
+            logs.warning("mqtt connection lost" if was else _headline(self.counters.last_error or ""),
                          host=self.cfg.host, port=self.cfg.port, error=self.counters.last_error,
                          retry_in_s=f"{wait:.1f}")
             await asyncio.sleep(wait)
@@ -165,10 +191,25 @@ class MqttSink:
                 continue
             command = topic[len(base):]
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            if not self.gate.admit():
+                tg.create_task(self._busy(client, command, payload))
+                continue
             tg.create_task(self._answer(client, command, payload))
 
+    async def _busy(self, client: aiomqtt.Client, command: str, payload: bytes) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._busy_logged >= BUSY_LOG_EVERY:
+            self._busy_logged = now
+            logs.warning("commands refused: busy", command=command[:64], refused_total=self.gate.refused,
+                         in_progress=self.gate.waiting, max_in_progress=self.gate.max_waiting,
+                         per_second=f"{self.gate.rate:g}")
+        await client.publish(f"{self.prefix}/cmd/{command}/result", answer(request_id(payload), error=BUSY), qos=1)
+
     async def _answer(self, client: aiomqtt.Client, command: str, payload: bytes) -> None:
-        text = await handle(command, payload, self.handlers)
+        try:
+            text = await handle(command, payload, self.handlers)
+        finally:
+            self.gate.done()
         logs.info("command", command=command[:64], ok='"ok": true' in text[:80])
         await client.publish(f"{self.prefix}/cmd/{command}/result", text, qos=1)
 
@@ -180,7 +221,27 @@ class MqttSink:
                                            retain=True, timeout=2)
 
 
+# CONNACK codes that mean "your credentials": MQTT 5 reason codes (3.1.1 return codes 4 and 5 map onto them)
+_LOGIN_REFUSED = {134: "bad user name or password", 135: "not authorized", 4: "bad user name or password",
+                  5: "not authorized"}
+
+
 def _reason(exc: BaseException) -> str:
+    """The cause of a failed session in a person's words, naming what to fix where it is known."""
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
+    if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
+        code = int(getattr(exc.rc, "value", exc.rc))
+        if code in _LOGIN_REFUSED:
+            return (f"{_LOGIN_REFUSED[code]}: the broker refused the login (CONNACK {code}); "
+                    f"check sinks.mqtt.username and the password")
     return str(exc) or type(exc).__name__
+
+
+def _headline(reason: str) -> str:
+    """The log line's message: unreachable only when the broker did not answer."""
+    if reason.startswith(("not authorized", "bad user name or password")):
+        return "mqtt broker refused the login"
+    if reason.startswith(("file not found:", "cannot load sinks.mqtt")):
+        return "mqtt cannot connect: local configuration problem"
+    return "mqtt broker unreachable"

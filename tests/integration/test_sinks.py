@@ -469,4 +469,5 @@ def test_tls_and_password_and_no_secret_in_logs(simulate, secure_mosquitto, tmp_
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     log = proc.stderr.read() if proc.stderr else ""
-    assert "mqtt broker unreachable" in log and "wrong-password" not in log
+    # a refused login is named as such, not "unreachable" (issue 16 item 6)
+    assert "mqtt broker refused the login" in log and "unreachable" not in log and "wrong-password" not in log
