@@ -34,6 +34,9 @@ wheel: $(STAMP)
 	rm -rf dist build
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 	$(VENV)/bin/check-wheel-contents dist/
+	@# the layer contracts run on the wheel's one `meterlink` tree, as installed (ARCHITECTURE.md)
+	$(PY) -m zipfile -e dist/meterlink-*.whl build/layers
+	PYTHONPATH=$(CURDIR)/build/layers $(VENV)/bin/lint-imports
 
 installed: wheel
 	rm -rf $(INSTALLED)

@@ -1,17 +1,36 @@
-"""Package discovery for the wheel: every package under the source folders, found, never listed.
+"""Package discovery for the wheel: one import namespace, ``meterlink``, over the design's folders.
 
-pyproject.toml cannot say both "find every package" and "install config/profiles under another
-name", so this file does the finding: each folder with an ``__init__.py`` under ``gateway/``,
-``drivers/`` and ``simulators/`` is a package, and ``config/profiles`` is installed as
-``meterlink_profiles`` so an installed gateway carries its built-in device profiles.  A list kept
-by hand once shipped a gateway without its sinks while CI was green.
+The source keeps the folders the design names (``gateway/``, ``drivers/``,
+``simulators/``, ``config/profiles/``); the wheel installs them as one
+top-level package so nothing collides with another distribution's
+``gateway`` or ``drivers``::
+
+    gateway/          -> meterlink          (core, engine, apps)
+    drivers/          -> meterlink.drivers
+    simulators/       -> meterlink.simulators
+    config/profiles/  -> meterlink.profiles
+
+Every folder with an ``__init__.py`` under those is a package, found here and
+never listed by hand: a list kept by hand once shipped a gateway without its
+sinks while CI was green.
 """
 
-from setuptools import find_packages, setup
+from pathlib import Path
 
-SOURCE_FOLDERS = ("gateway", "drivers", "simulators")
-RENAMED = {"meterlink_profiles": "config/profiles"}
+from setuptools import setup
 
-packages = [p for p in find_packages(include=[f"{top}*" for top in SOURCE_FOLDERS])
-            if p.split(".")[0] in SOURCE_FOLDERS]
-setup(packages=[*packages, *RENAMED], package_dir=RENAMED)
+FOLDERS = {"meterlink": "gateway", "meterlink.drivers": "drivers", "meterlink.simulators": "simulators",
+           "meterlink.profiles": "config/profiles"}
+
+
+def packages() -> list[str]:
+    found = []
+    for name, folder in FOLDERS.items():
+        root = Path(folder)
+        for init in sorted(root.rglob("__init__.py")):
+            rel = init.parent.relative_to(root)
+            found.append(".".join([name, *rel.parts]) if rel.parts else name)
+    return found
+
+
+setup(packages=packages(), package_dir=FOLDERS)

@@ -15,10 +15,11 @@ import time
 from typing import Any
 
 from bench.util import SimProcess
-from drivers import create_driver
-from drivers.modbus.plan import plan_blocks, request_overhead
-from gateway.config import parse_config
-from simulators.wire import modbus_read_bytes, modbus_rtu_transaction
+from meterlink.core.config import parse_config
+from meterlink.core.registry import create_driver
+from meterlink.drivers.modbus.plan import plan_blocks, request_overhead
+from meterlink.drivers.modbus.schema import options
+from meterlink.simulators.wire import modbus_read_bytes, modbus_rtu_transaction
 
 BAUD = 9600
 GOAL = 1.10
@@ -35,7 +36,8 @@ def _meter_config(port: str, per_point: bool) -> Any:
 
 def wire_time(cfg: Any) -> tuple[int, float]:
     m = cfg.meters["m"]
-    blocks = plan_blocks(m.points, max_registers=m.max_registers, max_gap=m.max_gap, forbidden=m.forbidden,
+    max_registers, max_gap, forbidden = options(m)
+    blocks = plan_blocks(m.points, max_registers=max_registers, max_gap=max_gap, forbidden=forbidden,
                          overhead=request_overhead(rtu=True, baudrate=BAUD))  # the driver's own default plan
     return len(blocks), sum(modbus_rtu_transaction(BAUD, *modbus_read_bytes(b.count)) for b in blocks)
 

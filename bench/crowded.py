@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.util import SimProcess, percentile
-from gateway.config import parse_config
-from gateway.profiles import profile_points
-from gateway.runtime import Gateway
+from meterlink.core.config import parse_config, profile_points
+from meterlink.engine.gateway import Gateway
 
 GOAL = 0.90
 N = 32

@@ -18,11 +18,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench.util import broker_and_database
-from gateway.config import InfluxConfig, MqttConfig
-from gateway.journal import Journal
-from gateway.reading import Reading
-from gateway.sinks.influx import InfluxSink
-from gateway.sinks.mqtt import MqttSink
+from meterlink.core.config import InfluxConfig, MqttConfig
+from meterlink.core.reading import Reading
+from meterlink.engine.journal import Journal
+from meterlink.engine.sinks.influx import InfluxSink
+from meterlink.engine.sinks.mqtt import MqttSink
 
 GOAL = 50_000.0
 PER_MESSAGE = 30

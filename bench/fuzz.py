@@ -17,12 +17,12 @@ after each frame, as a stream).
 
 Targets and the errors each may raise:
 
-``modbus``     ``drivers.modbus.codec.decode_*``: ``FrameError``; ``decode_value`` also
+``modbus``     ``meterlink.drivers.modbus.codec.decode_*``: ``FrameError``; ``decode_value`` also
                ``ImpossibleValue`` (NaN/infinity registers, the codec's documented answer)
-``dlt645``     ``drivers.dlt645.codec.decode``, ``parse_read_reply``, ``parse_read_address_reply``,
-               ``decode_value``, ``drivers.dlt645.dis.decode_item``: ``FrameError``, ``MeterRejected``
-``commands``   ``gateway.commands.parse_request``: ``CommandError``
-``dlms``       ``drivers.dlms``: ``hdlc.decode``, ``wrapper.decode``, the ``apdu`` decoders, ``axdr.decode*``,
+``dlt645``     ``meterlink.drivers.dlt645.codec.decode``, ``parse_read_reply``, ``parse_read_address_reply``,
+               ``decode_value``, ``meterlink.drivers.dlt645.dis.decode_item``: ``FrameError``, ``MeterRejected``
+``commands``   ``meterlink.engine.commands.parse_request``: ``CommandError``
+``dlms``       ``meterlink.drivers.dlms``: ``hdlc.decode``, ``wrapper.decode``, the ``apdu`` decoders, ``axdr.decode*``,
                ``HdlcParameters.from_bytes``, as far as they exist: ``FrameError``, ``MeterRejected``
 
 Usage: ``python -m bench.fuzz [--inputs N] [--jobs J] [--seed S] [--target NAME ...]``.
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gateway.errors import FrameError, MeterRejected
+from meterlink.core.errors import FrameError, MeterRejected
 
 Runner = Callable[[Any], None]
 Generator = Callable[[random.Random], Any]
@@ -143,7 +143,7 @@ class Target:
 
 
 def _modbus() -> tuple[Generator, Runner]:
-    from drivers.modbus import codec as mb
+    from meterlink.drivers.modbus import codec as mb
 
     seeds: list[bytes] = []
     for uid in (1, 17, 247, 0):
@@ -176,8 +176,8 @@ def _modbus() -> tuple[Generator, Runner]:
 
 
 def _dlt645() -> tuple[Generator, Runner]:
-    from drivers.dlt645 import codec as dl
-    from drivers.dlt645 import dis
+    from meterlink.drivers.dlt645 import codec as dl
+    from meterlink.drivers.dlt645 import dis
 
     rng0 = random.Random(645)
     items = list(dis.DATA_ITEMS.values())
@@ -235,7 +235,7 @@ def _json_value(rng: random.Random, depth: int = 0) -> Any:
 
 
 def _commands() -> tuple[Generator, Runner]:
-    from gateway import commands
+    from meterlink.engine import commands
 
     docs: list[dict[str, Any]] = [{"id": "1", "meter": "m-0001"}, {"id": 2}, {"id": "3", "meter": "m-0001",
                                   "points": ["1.0.1.8.0.255", "1.0.32.7.0.255"]}, {}]
@@ -271,8 +271,8 @@ def _dlms() -> tuple[Generator, Runner]:
 
     ``drivers/dlms`` is being written; a function that is not there yet is left out (and not listed).
     """
-    mods = {name: importlib.import_module(f"drivers.dlms.{name}") for name in ("hdlc", "wrapper", "apdu", "axdr")
-            if importlib.util.find_spec(f"drivers.dlms.{name}") is not None}
+    mods = {name: importlib.import_module(f"meterlink.drivers.dlms.{name}") for name in ("hdlc", "wrapper", "apdu", "axdr")
+            if importlib.util.find_spec(f"meterlink.drivers.dlms.{name}") is not None}
 
     def fn(mod: str, name: str) -> Callable[..., Any] | None:
         return getattr(mods[mod], name, None) if mod in mods else None
@@ -317,18 +317,18 @@ def _dlms() -> tuple[Generator, Runner]:
 
 
 TARGETS = {
-    "modbus": Target("modbus", "drivers.modbus.codec decode_rtu_request/_response, decode_tcp_request/_response, "
+    "modbus": Target("modbus", "meterlink.drivers.modbus.codec decode_rtu_request/_response, decode_tcp_request/_response, "
                      "decode_value", (FrameError,), _modbus),
-    "dlt645": Target("dlt645", "drivers.dlt645.codec decode, parse_read_reply, parse_read_address_reply, "
+    "dlt645": Target("dlt645", "meterlink.drivers.dlt645.codec decode, parse_read_reply, parse_read_address_reply, "
                      "decode_value; dis.decode_item", (FrameError, MeterRejected), _dlt645),
-    "commands": Target("commands", "gateway.commands.parse_request", (), _commands),
-    "dlms": Target("dlms", "drivers.dlms codec decode*/parse* functions", (FrameError, MeterRejected), _dlms),
+    "commands": Target("commands", "meterlink.engine.commands.parse_request", (), _commands),
+    "dlms": Target("dlms", "meterlink.drivers.dlms codec decode*/parse* functions", (FrameError, MeterRejected), _dlms),
 }
 
 
 def dlms_available() -> bool:
-    return importlib.util.find_spec("drivers.dlms") is not None and any(
-        importlib.util.find_spec(f"drivers.dlms.{m}") is not None for m in ("hdlc", "wrapper", "apdu", "axdr"))
+    return importlib.util.find_spec("meterlink.drivers.dlms") is not None and any(
+        importlib.util.find_spec(f"meterlink.drivers.dlms.{m}") is not None for m in ("hdlc", "wrapper", "apdu", "axdr"))
 
 
 # --------------------------------------------------------------------------- running

@@ -55,12 +55,12 @@ MODULES = (
     ("serial", "pyserial"),
     ("sqlite3", "sqlite3 (stdlib): the journal"),
     ("asyncio", "asyncio (stdlib)"),
-    ("gateway.config", "meterlink: configuration (pydantic, yaml)"),
-    ("gateway.runtime", "meterlink: the running gateway (journal, scheduler)"),
-    ("drivers.modbus.driver", "meterlink: Modbus driver (pymodbus)"),
-    ("gateway.sinks.mqtt", "meterlink: MQTT sink (aiomqtt)"),
-    ("gateway.metrics", "meterlink: /metrics and /status (prometheus-client)"),
-    ("gateway.service", "meterlink: what `meterlink run` imports before the config is read"),
+    ("meterlink.core.config", "meterlink: configuration (pydantic, yaml)"),
+    ("meterlink.engine.gateway", "meterlink: the running gateway (journal, scheduler)"),
+    ("meterlink.drivers.modbus.driver", "meterlink: Modbus driver (pymodbus)"),
+    ("meterlink.engine.sinks.mqtt", "meterlink: MQTT sink (aiomqtt)"),
+    ("meterlink.engine.metrics", "meterlink: /metrics and /status (prometheus-client)"),
+    ("meterlink.apps.run", "meterlink: what `meterlink run` imports before the config is read"),
 )
 
 # The costly packages the table is about, by the top-level name -X importtime shows
@@ -97,18 +97,18 @@ CHAIN = (
     ("import asyncio, sqlite3, json, decimal", "stdlib the gateway runs on (asyncio pulls in ssl, socket)"),
     ("import yaml", "PyYAML"),
     ("import pydantic", "pydantic + pydantic-core"),
-    ("import gateway.config", "meterlink's configuration models (pydantic builds their validators)"),
+    ("import meterlink.core.config", "meterlink's configuration models (pydantic builds their validators)"),
     ("import pymodbus.client", "pymodbus"),
-    ("import drivers.modbus.driver", "meterlink's Modbus driver and codec"),
+    ("import meterlink.drivers.modbus.driver", "meterlink's Modbus driver and codec"),
     ("import paho.mqtt.client", "paho-mqtt"),
     ("import aiomqtt", "aiomqtt"),
-    ("import gateway.sinks.mqtt", "meterlink's MQTT sink"),
-    ("import gateway.runtime", "journal, scheduler, runtime"),
-    ("import gateway.metrics", "/metrics and /status: prometheus-client (gateway.service imports it, http on or off)"),
-    ("import gateway.service", "the service module"),
-    ("import gateway.cli; gateway.cli.build_parser()", "the CLI: building its parser imports every simulator "
+    ("import meterlink.engine.sinks.mqtt", "meterlink's MQTT sink"),
+    ("import meterlink.engine.gateway", "journal, scheduler, runtime"),
+    ("import meterlink.engine.metrics", "/metrics and /status: prometheus-client"),
+    ("import meterlink.apps.run", "the service module"),
+    ("import meterlink.apps.cli; meterlink.apps.cli.build_parser()", "the CLI: building its parser imports every simulator "
                                                          "(simulators.*_cli, the DLMS codec with them)"),
-    ("from gateway.config import load_config; load_config(CONFIG)", "reading a one-meter configuration "
+    ("from meterlink.core.config import load_config; load_config(CONFIG)", "reading a one-meter configuration "
                                                                      "(profile lookup)"),
 )
 
@@ -169,7 +169,7 @@ def _rss_mb(pid: int, key: str = "VmRSS:") -> float:
 def run_startup(seconds: float = 4.0) -> dict[str, Any]:
     """``meterlink run`` on one Modbus TCP meter and an MQTT sink (neither answers): its imports and RSS."""
     with tempfile.TemporaryDirectory() as tmp_s:
-        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "gateway.cli", "run", "-c",
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "meterlink.apps.cli", "run", "-c",
                                  str(_one_meter_config(Path(tmp_s)))], cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         time.sleep(seconds)

@@ -69,9 +69,9 @@ def _free_base(count: int) -> int:
 
 def _child(config_path: str, warmup: float, window: float, out: str) -> None:
     """Runs in the child process: the gateway, then its own figures as JSON."""
-    from gateway import logs
-    from gateway.config import load_config
-    from gateway.runtime import Gateway
+    from meterlink.core import logs
+    from meterlink.core.config import load_config
+    from meterlink.engine.gateway import Gateway
 
     logs.setup("text", "error")
 

@@ -47,12 +47,12 @@ from bench.util import Mosquitto, SimProcess, ensure_binaries
 
 STAGES = (
     ("modbus-client", "Modbus TCP client (pymodbus: requests, MBAP framing, transactions)"),
-    ("modbus-driver", "Modbus driver + codec (drivers.modbus: plan, decode_at)"),
-    ("decode", "float32 -> shortest Decimal (gateway.reading.float32_decimal)"),
+    ("modbus-driver", "Modbus driver + codec (meterlink.drivers.modbus: plan, decode_at)"),
+    ("decode", "float32 -> shortest Decimal (meterlink.core.reading.float32_decimal)"),
     ("reading", "reading construction (to_readings, Reading, PointResult)"),
     ("json", "JSON (reading_json, data message, json module)"),
-    ("journal", "journal (gateway.journal + sqlite3: insert, commit, sink reads)"),
-    ("mqtt", "MQTT publish (aiomqtt, paho, gateway.sinks)"),
+    ("journal", "journal (meterlink.engine.journal + sqlite3: insert, commit, sink reads)"),
+    ("mqtt", "MQTT publish (aiomqtt, paho, meterlink.engine.sinks)"),
     ("asyncio", "scheduler + asyncio (event loop, selectors, tasks, futures, threads)"),
     ("logging", "logging"),
     ("other", "other"),
@@ -275,9 +275,9 @@ async def _pyspy(seconds: float, rate: int) -> str:
 
 async def _run(cfg_path: Path, warmup: float, seconds: float, profilers: Profilers, sampler: str,
                rate: int) -> dict[str, Any]:
-    from gateway import logs
-    from gateway.config import load_config
-    from gateway.runtime import Gateway
+    from meterlink.core import logs
+    from meterlink.core.config import load_config
+    from meterlink.engine.gateway import Gateway
 
     logs.setup("text", "error")
     profilers.install(asyncio.get_running_loop())

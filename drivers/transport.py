@@ -57,9 +57,9 @@ from typing import Generic, TypeVar
 
 import serial
 
-from drivers.serial_errors import serial_error_text, tcp_error_text
-from gateway.config import Link, SerialLinkConfig
-from gateway.errors import FrameError, LinkError, MeterTimeout
+from meterlink.core.config import Link, SerialLinkConfig
+from meterlink.core.errors import FrameError, LinkError, MeterTimeout
+from meterlink.drivers.serial_errors import serial_error_text, tcp_error_text
 
 F = TypeVar("F")
 

@@ -1,10 +1,10 @@
 """Simulated DLMS/COSEM meters: HDLC on a pty or TCP, the IEC 62056-47 wrapper on TCP, push frames on a pty.
 
-The pieces: :mod:`simulators.dlms_meter` (COSEM objects, clock, profiles),
-:mod:`simulators.dlms_server` (association, GET, HDLC and wrapper link
-layers), :mod:`simulators.dlms_acse` (AARQ reading, AARE building),
-:mod:`simulators.dlms_push` (DataNotification frames), and ``meterlink
-simulate dlms`` in :mod:`simulators.dlms_cli`.  This module builds meters and
+The pieces: :mod:`meterlink.simulators.dlms_meter` (COSEM objects, clock, profiles),
+:mod:`meterlink.simulators.dlms_server` (association, GET, HDLC and wrapper link
+layers), :mod:`meterlink.simulators.dlms_acse` (AARQ reading, AARE building),
+:mod:`meterlink.simulators.dlms_push` (DataNotification frames), and ``meterlink
+simulate dlms`` in :mod:`meterlink.simulators.dlms_cli`.  This module builds meters and
 starts servers; :func:`start_wrapper_meter` is what ``meterlink demo`` uses.
 """
 
@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from gateway.config import Point
-from gateway.profiles import profile_points
-from simulators.dlms_meter import SimClock, SimMeter
-from simulators.dlms_server import HdlcServer, WrapperServer
-from simulators.faults import FaultPlan
-from simulators.model import MeterModel
-from simulators.serve import serve_tcp, tcp_port
+from meterlink.core.config import Point, profile_points
+from meterlink.simulators.dlms_meter import SimClock, SimMeter
+from meterlink.simulators.dlms_server import HdlcServer, WrapperServer
+from meterlink.simulators.faults import FaultPlan
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import serve_tcp, tcp_port
 
 DEFAULT_PROFILE = "dlms-generic-3phase"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
 
 APP_CONTEXT_LN = bytes.fromhex("60857405080101")            # logical name referencing, no ciphering
 APP_CONTEXT_LN_CIPHERED = bytes.fromhex("60857405080103")   # logical name referencing with ciphering

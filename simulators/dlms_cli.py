@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import sys
 
-from gateway.durations import parse_duration
-from gateway.meterclock import check_zone
-from gateway.profiles import ProfileError, load_profile, profile_points
-from simulators.dlms_meter import SimMeter
-from simulators.faults import FaultPlan, parse_fault
-from simulators.serve import PtyServer, Reply, add_line_arguments
+from meterlink.core.config import profile_points
+from meterlink.core.config.profiles import ProfileError, load_profile
+from meterlink.core.durations import parse_duration
+from meterlink.core.meterclock import check_zone
+from meterlink.simulators.dlms_meter import SimMeter
+from meterlink.simulators.faults import FaultPlan, parse_fault
+from meterlink.simulators.serve import PtyServer, Reply, add_line_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulators.dlms_meter import parse_instant
+    from meterlink.simulators.dlms_meter import parse_instant
 
     try:
         faults = FaultPlan([parse_fault(f) for f in args.fault])
@@ -102,10 +103,10 @@ def _signed_duration(text: str) -> float:
 
 async def _serve(args: argparse.Namespace, points: list, faults: FaultPlan, late: float, offset: float,
                  start: float | None, interval: float, keys: dict[str, bytes], title: bytes) -> int:
-    from simulators.dlms import make_meter
-    from simulators.dlms_meter import SimClock
-    from simulators.dlms_server import HdlcServer, WrapperServer
-    from simulators.serve import serve_until_signal, with_line_quirks
+    from meterlink.simulators.dlms import make_meter
+    from meterlink.simulators.dlms_meter import SimClock
+    from meterlink.simulators.dlms_server import HdlcServer, WrapperServer
+    from meterlink.simulators.serve import serve_until_signal, with_line_quirks
 
     physicals: list[int | None] = [None] if args.no_physical else (args.physical or [17])
     meters = []
@@ -154,7 +155,7 @@ class PushPty(PtyServer):
         super().__init__(_Silent, link)
 
     async def push_loop(self, meter: SimMeter, interval: float, *, cipher: bool, gbt: int, max_info: int) -> None:
-        from simulators.dlms_push import push_frames
+        from meterlink.simulators.dlms_push import push_frames
 
         invoke = 0
         while True:

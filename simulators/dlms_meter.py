@@ -1,6 +1,6 @@
 """The COSEM objects of a simulated DLMS meter: registers with scaler-unit, clock, serial number, profiles.
 
-Register values come from :class:`simulators.model.MeterModel` by OBIS code,
+Register values come from :class:`meterlink.simulators.model.MeterModel` by OBIS code,
 encoded the way meters do: energy as double-long-unsigned Wh with scaler 1,
 voltage as long-unsigned with scaler -1, current in mA (scaler -3), power with
 scaler -1, power factor scaler -3, frequency scaler -2.  The clock is a
@@ -25,12 +25,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from drivers.dlms import axdr
-from drivers.dlms.apdu import DataAccessResult, RangeSelector, obis_bytes
-from drivers.dlms.axdr import Data, Tag
-from gateway.config import Point
-from simulators.model import _INSTANT as KINDS  # OBIS C group -> quantity, shared with the model
-from simulators.model import MeterModel
+from meterlink.core.config import Point
+from meterlink.drivers.dlms import axdr
+from meterlink.drivers.dlms.apdu import DataAccessResult, RangeSelector, obis_bytes
+from meterlink.drivers.dlms.axdr import Data, Tag
+from meterlink.simulators.model import _INSTANT as KINDS  # OBIS C group -> quantity, shared with the model
+from meterlink.simulators.model import MeterModel
 
 CLOCK = "0.0.1.0.0.255"
 SERIAL = "0.0.96.1.0.255"

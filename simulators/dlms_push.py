@@ -10,11 +10,11 @@ at ``max_info`` bytes; the first segment starts with the LLC header E6 E7 00.
 
 from __future__ import annotations
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr, hdlc
-from drivers.dlms.hdlc import Frame, HdlcAddress, Kind
-from drivers.dlms.push import encipher
-from simulators.dlms_meter import CLOCK, SimMeter
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr, hdlc
+from meterlink.drivers.dlms.hdlc import Frame, HdlcAddress, Kind
+from meterlink.drivers.dlms.push import encipher
+from meterlink.simulators.dlms_meter import CLOCK, SimMeter
 
 
 def notification(meter: SimMeter, invoke_id: int) -> bytes:

@@ -1,14 +1,14 @@
 """The simulated DLMS meter's server: association (none, LLS, HLS-GMAC), GET, and the HDLC or wrapper link.
 
 :class:`ServerAssociation` is the application layer: it reads the AARQ
-(:mod:`simulators.dlms_acse`), answers with an AARE, checks the LLS password or
+(:mod:`meterlink.simulators.dlms_acse`), answers with an AARE, checks the LLS password or
 runs the HLS-GMAC exchange, deciphers and ciphers APDUs (dlms-cosem's
 ``security`` functions), answers GET normal / with-list / next with block
 transfer above the PDU size, and releases.  :class:`HdlcServer` and
-:class:`WrapperServer` are :class:`simulators.serve.FrameHandler` byte handlers
+:class:`WrapperServer` are :class:`meterlink.simulators.serve.FrameHandler` byte handlers
 that carry it, with the HDLC link layer a meter has (SNRM/UA with parameter
 negotiation, I frames with segmentation both ways, RR, DISC, DM) and fault
-injection (:mod:`simulators.faults`).
+injection (:mod:`meterlink.simulators.faults`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 
 from dlms_cosem.security import SecurityControlField, decrypt, encrypt, gmac
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr, hdlc, wrapper
-from drivers.dlms.apdu import Conformance, DataAccessResult
-from drivers.dlms.hdlc import Frame, HdlcAddress, HdlcParameters, Kind
-from gateway.errors import FrameError
-from simulators.dlms_acse import build_aare, parse_aarq
-from simulators.dlms_meter import SimMeter
-from simulators.faults import FaultPlan
-from simulators.serve import Reply
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr, hdlc, wrapper
+from meterlink.drivers.dlms.apdu import Conformance, DataAccessResult
+from meterlink.drivers.dlms.hdlc import Frame, HdlcAddress, HdlcParameters, Kind
+from meterlink.simulators.dlms_acse import build_aare, parse_aarq
+from meterlink.simulators.dlms_meter import SimMeter
+from meterlink.simulators.faults import FaultPlan
+from meterlink.simulators.serve import Reply
 
 SUPPORTED = (Conformance.BLOCK_TRANSFER_WITH_GET | Conformance.MULTIPLE_REFERENCES | Conformance.GET
              | Conformance.SELECTIVE_ACCESS | Conformance.ACTION | Conformance.PRIORITY_MGMT

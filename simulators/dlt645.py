@@ -1,4 +1,4 @@
-"""Simulated DL/T 645-2007 and -1997 meters: several addresses on one bus, built on ``drivers.dlt645.codec``.
+"""Simulated DL/T 645-2007 and -1997 meters: several addresses on one bus, built on ``meterlink.drivers.dlt645.codec``.
 
 Each meter has time-of-use energy registers for its ``tariffs`` tariffs (4 by
 default, following a sharp/peak/flat/valley timetable; 2, 8, 12, ... split the
@@ -13,7 +13,7 @@ meter whose frozen records beyond ``history`` days are not there yet, answered
 with an error, or with zeros or FF as some meters do.
 
 A meter with ``standard="1997"`` answers the 1997 edition's frames
-(``drivers.dlt645.codec1997``: 01H/02H, 2-byte identifiers, 81H/82H/C1H
+(``meterlink.drivers.dlt645.codec1997``: 01H/02H, 2-byte identifiers, 81H/82H/C1H
 replies) from the same model: 9010..901E are the same time-of-use registers
 as 00010000.., the instantaneous values are the 2007 ones at the 1997
 resolution (whole volts, 0.01 A, 0.01 kvar); it keeps no daily frozen data.
@@ -27,14 +27,14 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from drivers.dlt645 import codec, codec1997, dis, dis1997
-from drivers.dlt645.codec import Frame, Function
-from gateway import meterclock
-from gateway.errors import FrameError
-from simulators.faults import FaultPlan
-from simulators.model import MeterModel
-from simulators.serve import Reply
-from simulators.wire import dlt645_transaction
+from meterlink.core import meterclock
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt645 import codec, codec1997, dis, dis1997
+from meterlink.drivers.dlt645.codec import Frame, Function
+from meterlink.simulators.faults import FaultPlan
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import Reply
+from meterlink.simulators.wire import dlt645_transaction
 
 OTHER_ERROR = 0x01
 NO_REQUESTED_DATA = 0x02

@@ -7,12 +7,12 @@ import asyncio
 import re
 import sys
 
-from gateway.durations import parse_duration
-from gateway.meterclock import check_zone
-from simulators.dlt645 import NO_REQUESTED_DATA, OTHER_ERROR, Dlt645Handler, Dlt645Meter
-from simulators.faults import FaultPlan, parse_fault
-from simulators.model import MeterModel
-from simulators.serve import add_line_arguments
+from meterlink.core.durations import parse_duration
+from meterlink.core.meterclock import check_zone
+from meterlink.simulators.dlt645 import NO_REQUESTED_DATA, OTHER_ERROR, Dlt645Handler, Dlt645Meter
+from meterlink.simulators.faults import FaultPlan, parse_fault
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import add_line_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -111,7 +111,7 @@ def _standards(specs: list[str], addresses: list[str]) -> dict[str, str]:
 
 
 async def _serve(args: argparse.Namespace, meters: dict[str, Dlt645Meter], faults: FaultPlan, late: float) -> int:
-    from simulators.serve import serve_until_signal, with_line_quirks
+    from meterlink.simulators.serve import serve_until_signal, with_line_quirks
 
     def factory() -> Dlt645Handler:
         return Dlt645Handler(meters, faults=faults, late_delay=late, max_payload=args.max_payload,

@@ -1,4 +1,4 @@
-"""Simulated DL/T 698.45 meters, sans-io: request bytes in, reply bytes out. Built on ``drivers.dlt698``.
+"""Simulated DL/T 698.45 meters, sans-io: request bytes in, reply bytes out. Built on ``meterlink.drivers.dlt698``.
 
 Each meter has energy registers that grow with a simulated power, split over
 ``tariffs`` tariffs whose registers sum exactly to the total (the total is
@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
-from drivers.dlt698 import apdu as A
-from drivers.dlt698 import frame as F
-from drivers.dlt698.data import Data, DataType, Oad, Road, ScalerUnit, Selector, structure
-from gateway.errors import FrameError
-from simulators.faults import FaultPlan
-from simulators.serve import Reply
-from simulators.wire import dlt645_transaction
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt698 import apdu as A
+from meterlink.drivers.dlt698 import frame as F
+from meterlink.drivers.dlt698.data import Data, DataType, Oad, Road, ScalerUnit, Selector, structure
+from meterlink.simulators.faults import FaultPlan
+from meterlink.simulators.serve import Reply
+from meterlink.simulators.wire import dlt645_transaction
 
 RELEASE_REQUEST = 0x03
 RELEASE_RESPONSE = 0x83
@@ -311,8 +311,8 @@ class Dlt698Bus:
 
 
 class Dlt698Handler:
-    """Serves a :class:`Dlt698Bus` on a pty or TCP port (``simulators.serve``): true time from ``clock``,
-    faults per meter (``simulators.faults``), replies delayed by their wire time at ``wire_baud``.
+    """Serves a :class:`Dlt698Bus` on a pty or TCP port (``meterlink.simulators.serve``): true time from ``clock``,
+    faults per meter (``meterlink.simulators.faults``), replies delayed by their wire time at ``wire_baud``.
 
     Faults: ``silent`` (no reply; the request still takes effect), ``late`` (after ``late_delay``), ``crc``
     (FCS off by one), ``truncate`` (half a frame), ``garbage`` (noise first), ``exception``

@@ -1,7 +1,7 @@
 """``meterlink simulate dlt698 ...``: a simulated DL/T 698.45 bus on a pty or a TCP port.
 
-The meters are :class:`simulators.dlt698.Dlt698Meter` (sans-io) served by
-:class:`simulators.dlt698.Dlt698Handler`.  Meter i of ``--address`` draws
+The meters are :class:`meterlink.simulators.dlt698.Dlt698Meter` (sans-io) served by
+:class:`meterlink.simulators.dlt698.Dlt698Handler`.  Meter i of ``--address`` draws
 ``2300 + 100 i`` W and started at ``12345.67 + 1000 i`` kWh, so meters on one
 bus serve different values.  ``--freeze`` pins every live register at meter
 time :data:`FROZEN_AT` (the clock keeps running): a test computes what is served
@@ -17,12 +17,12 @@ import re
 import sys
 from decimal import Decimal
 
-from gateway import meterclock
-from gateway.durations import parse_duration
-from gateway.meterclock import check_zone
-from simulators.dlt698 import DAILY_RECORDS, Dlt698Bus, Dlt698Handler, Dlt698Meter
-from simulators.faults import FaultPlan, parse_fault
-from simulators.serve import add_line_arguments
+from meterlink.core import meterclock
+from meterlink.core.durations import parse_duration
+from meterlink.core.meterclock import check_zone
+from meterlink.simulators.dlt698 import DAILY_RECORDS, Dlt698Bus, Dlt698Handler, Dlt698Meter
+from meterlink.simulators.faults import FaultPlan, parse_fault
+from meterlink.simulators.serve import add_line_arguments
 
 FROZEN_AT = dt.datetime(2024, 6, 1, 12, 0, 0)
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, meters: list[Dlt698Meter], faults: FaultPlan, late: float) -> int:
-    from simulators.serve import serve_until_signal, with_line_quirks
+    from meterlink.simulators.serve import serve_until_signal, with_line_quirks
 
     zone = args.timezone
 

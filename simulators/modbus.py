@@ -1,6 +1,6 @@
 """Simulated Modbus meters: RTU on a pty (many unit ids on one bus), Modbus TCP, RTU over TCP.
 
-Built on ``drivers.modbus.codec`` (frames, CRC, value encoding), never on the
+Built on ``meterlink.drivers.modbus.codec`` (frames, CRC, value encoding), never on the
 pymodbus client it is there to test.
 """
 
@@ -10,7 +10,9 @@ import random
 from collections.abc import Sequence
 from decimal import Decimal
 
-from drivers.modbus.codec import (
+from meterlink.core.config import Point
+from meterlink.core.errors import FrameError
+from meterlink.drivers.modbus.codec import (
     MAX_READ_REGISTERS,
     ExceptionResponse,
     ReadRequest,
@@ -22,12 +24,10 @@ from drivers.modbus.codec import (
     encode_tcp,
     encode_value,
 )
-from gateway.config import Point
-from gateway.errors import FrameError
-from simulators.faults import FaultPlan
-from simulators.model import MeterModel
-from simulators.serve import Reply
-from simulators.wire import modbus_rtu_transaction
+from meterlink.simulators.faults import FaultPlan
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import Reply
+from meterlink.simulators.wire import modbus_rtu_transaction
 
 ILLEGAL_DATA_ADDRESS = 0x02
 ILLEGAL_DATA_VALUE = 0x03

@@ -7,11 +7,12 @@ import asyncio
 import signal
 import sys
 
-from gateway.durations import parse_duration
-from gateway.profiles import ProfileError, load_profile, profile_points
-from simulators.faults import FaultPlan, parse_fault
-from simulators.model import MeterModel
-from simulators.serve import add_line_arguments
+from meterlink.core.config import profile_points
+from meterlink.core.config.profiles import ProfileError, load_profile
+from meterlink.core.durations import parse_duration
+from meterlink.simulators.faults import FaultPlan, parse_fault
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import add_line_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int], faults: FaultPlan,
                         late: float) -> int:
-    from simulators.modbus import ModbusHandler, ModbusUnit
-    from simulators.serve import serve_until_signal, with_line_quirks
+    from meterlink.simulators.modbus import ModbusHandler, ModbusUnit
+    from meterlink.simulators.serve import serve_until_signal, with_line_quirks
 
     profile = load_profile(args.profile)
     forbidden = [(f.function, f.first, f.last) for f in profile.forbidden]
@@ -76,8 +77,8 @@ async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int]
 async def _serve_many(args: argparse.Namespace, what: str, points: list, units: list[int],
                       forbidden: list[tuple[str, int, int]], framing: str, faults: FaultPlan, late: float) -> int:
     """Many meters for benchmarks: one model per port, ports PORT..PORT+N-1."""
-    from simulators.modbus import ModbusHandler, ModbusUnit
-    from simulators.serve import serve_tcp
+    from meterlink.simulators.modbus import ModbusHandler, ModbusUnit
+    from meterlink.simulators.serve import serve_tcp
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

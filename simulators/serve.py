@@ -75,7 +75,7 @@ def add_line_arguments(parser: Any) -> None:
 
 
 def with_line_quirks(factory: HandlerFactory, args: Any) -> HandlerFactory:
-    from gateway.durations import parse_duration
+    from meterlink.core.durations import parse_duration
 
     echo, written = bool(getattr(args, "echo", False)), getattr(args, "turnaround", "0s")
     turnaround = 0.0 if written in (None, "0", "0s") else parse_duration(written)

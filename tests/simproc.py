@@ -23,7 +23,7 @@ def meterlink_cmd() -> list[str]:
     """The `meterlink` command under test: the installed wheel's (make test), else this source tree's."""
     if INSTALLED_VENV:
         return [str(Path(INSTALLED_VENV) / "bin" / "meterlink")]
-    return [sys.executable, "-m", "gateway.cli"]
+    return [sys.executable, "-m", "meterlink.apps.cli"]
 
 
 class SimProcess:

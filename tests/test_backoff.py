@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.backoff import Backoff
+from meterlink.core.backoff import Backoff
 
 
 def test_doubles_up_to_the_cap_and_starts_again_after_success() -> None:

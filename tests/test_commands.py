@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.commands import BUSY, CommandError, CommandGate, Request, answer, handle, parse_request, request_id
+from meterlink.engine.commands import BUSY, CommandError, CommandGate, Request, answer, handle, parse_request, request_id
 
 
 async def _status(req: Request) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import MAX_YAML_BYTES, ConfigProblems, check_config, load_config, load_yaml, parse_config
+from meterlink.core.config import MAX_YAML_BYTES, ConfigProblems, check_config, load_config, load_yaml, parse_config
 from tests.simproc import REPO
 
 BOMB = ("&i [&h [&g [&f [&e [&d [&c [&b [&a [lol,lol,lol,lol,lol,lol,lol,lol,lol],*a,*a,*a,*a,*a,*a,*a,*a],"
@@ -28,7 +28,7 @@ METER = "meters: {m-1: {link: t, protocol: modbus, address: 1, profile: eastron-
 
 
 def _cli(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "meterlink.apps.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=60, env={**os.environ, **(env or {})})
 
 
@@ -87,7 +87,7 @@ def test_run_exits_2_on_a_config_error_found_at_start(tmp_path: Path) -> None:
     f.write_text(TCP + METER + f"gateway: {{data_dir: {tmp_path / 'data'}}}\n"
                  "sinks: {influxdb: {url: 'http://127.0.0.1:1', token_env: ML_TEST_TOKEN_NOT_SET}}\n")
     env = {k: v for k, v in os.environ.items() if k != "ML_TEST_TOKEN_NOT_SET"}
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "-c", str(f)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "meterlink.apps.cli", "run", "-c", str(f)], capture_output=True, text=True,
                        cwd=REPO, timeout=60, env=env)
     assert r.returncode == 2, r.stderr
     assert r.stderr.splitlines()[-1] == "sinks.influxdb.token_env: environment variable ML_TEST_TOKEN_NOT_SET is not set"

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import FileConfig
-from gateway.schema import REGENERATE, config_schema, configuration_markdown, undocumented
+from meterlink.apps.schema import REGENERATE, config_schema, configuration_markdown, undocumented
+from meterlink.core.config import file_model
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -34,7 +34,7 @@ def test_configuration_reference_is_the_generators_output() -> None:
 
 
 def test_every_configuration_key_is_documented() -> None:
-    assert undocumented() == [], "add a line to gateway.schema.DESCRIPTIONS for each"
+    assert undocumented() == [], "add a line to meterlink.apps.schema.DESCRIPTIONS for each"
     text = configuration_markdown()
     for name, model in _models().items():
         for key in model.model_fields:
@@ -42,9 +42,9 @@ def test_every_configuration_key_is_documented() -> None:
 
 
 def _models() -> dict[str, Any]:
-    from gateway.schema import _models as models
+    from meterlink.apps.schema import _models as models
 
-    return models(FileConfig)
+    return models(file_model())
 
 
 # --------------------------------------------------------------------------- the schema
@@ -126,7 +126,7 @@ def _example() -> dict[str, Any]:
 
 def test_schema_accepts_the_example_configuration() -> None:
     doc = _example()
-    FileConfig.model_validate(doc)  # what `meterlink check` accepts ...
+    file_model().model_validate(doc)  # what `meterlink check` accepts ...
     _validate(config_schema(), doc)  # ... the editor accepts too: durations as 500ms, hex registers, OBIS codes
 
 
@@ -149,12 +149,12 @@ def test_schema_rejects_what_check_rejects(path: tuple[str | int, ...], value: o
     with pytest.raises(Invalid):
         _validate(config_schema(), doc)
     with pytest.raises(ValueError):  # pydantic's ValidationError is a ValueError
-        FileConfig.model_validate(doc)
+        file_model().model_validate(doc)
 
 
 def test_schema_is_pydantics_schema_plus_descriptions() -> None:
     """Round trip: the schema is plain JSON and has every model and key of the models' own schema."""
-    ours, theirs = config_schema(), FileConfig.model_json_schema()
+    ours, theirs = config_schema(), file_model().model_json_schema()
     assert json.loads(json.dumps(ours)) == ours
     assert set(ours["$defs"]) == set(theirs["$defs"])
     for name, d in theirs["$defs"].items():
@@ -168,7 +168,7 @@ def test_schema_is_pydantics_schema_plus_descriptions() -> None:
 
 
 def test_schema_command_prints_the_schema() -> None:
-    r = subprocess.run([sys.executable, "-m", "gateway.schema"], cwd=REPO, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "meterlink.apps.schema"], cwd=REPO, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == config_schema()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from gateway.journal import Batch, data_message
-from gateway.reading import Quality, Reading
-from gateway.sinks.influx import batch_lines
+from meterlink.core.reading import Quality, Reading
+from meterlink.engine.journal import Batch, data_message
+from meterlink.engine.sinks.influx import batch_lines
 
 TS = datetime(2026, 11, 27, 2, 15, 0, 12000, tzinfo=UTC)
 

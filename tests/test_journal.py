@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import logs
-from gateway.journal import Journal, JournalError, JournalQueueFull
-from gateway.reading import Reading
+from meterlink.core import logs
+from meterlink.core.reading import Reading
+from meterlink.engine.journal import Journal, JournalError, JournalQueueFull
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ def _unclean(data: Path, rows: int) -> str:
     """A real unclean stop: another process journals ``rows`` batches and dies without closing; its epoch."""
     code = (
         "import os, sys; from datetime import UTC, datetime; from decimal import Decimal\n"
-        "from gateway.journal import Journal; from gateway.reading import Reading\n"
+        "from meterlink.engine.journal import Journal; from meterlink.core.reading import Reading\n"
         f"j = Journal({str(data)!r}, 'gw').open()\n"
         "ts = datetime.now(UTC)\n"
         f"for i in range({rows}):\n"
@@ -277,9 +277,9 @@ def test_journal_truncated_to_zero_starts_a_new_epoch(tmp_path: Path, log_text: 
 def test_gateway_status_and_metrics_show_a_replaced_journal(tmp_path: Path) -> None:
     from prometheus_client import generate_latest
 
-    from gateway.config import parse_config
-    from gateway.metrics import make_registry
-    from gateway.runtime import Gateway
+    from meterlink.core.config import parse_config
+    from meterlink.engine.gateway import Gateway
+    from meterlink.engine.metrics import make_registry
 
     data = tmp_path / "data"
     data.mkdir()

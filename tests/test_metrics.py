@@ -20,9 +20,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import HttpConfig, parse_config
-from gateway.metrics import HUNG_MIN, HttpServer, Liveness, Readiness, hung_after, make_registry
-from gateway.runtime import Gateway
+from meterlink.core.config import HttpConfig, parse_config
+from meterlink.engine.gateway import Gateway
+from meterlink.engine.metrics import HUNG_MIN, HttpServer, Liveness, Readiness, hung_after, make_registry
 from tests.integration.test_scheduler import POINTS
 from tests.services import free_port
 
@@ -166,7 +166,7 @@ def test_http_endpoints_on_a_running_gateway(tmp_path: Path) -> None:
 
 
 def test_http_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
-    from gateway.errors import MeterlinkError
+    from meterlink.core.errors import MeterlinkError
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from gateway.top import Rates, render
+from meterlink.apps.top import Rates, render
 
 NOW = 2_000_000_000.0
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers import create_driver
-from drivers.serial_errors import serial_error_text, tcp_error_text
-from drivers.transport import Transport, endpoint_for
-from gateway.config import Link, SerialLinkConfig, TcpLinkConfig
-from gateway.errors import LinkError
+from meterlink.core.config import Link, SerialLinkConfig, TcpLinkConfig
+from meterlink.core.errors import LinkError
+from meterlink.core.registry import create_driver
+from meterlink.drivers.serial_errors import serial_error_text, tcp_error_text
+from meterlink.drivers.transport import Transport, endpoint_for
 from tests.simproc import meterlink, write_config
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.profiles import builtin_names, profile_points
-from simulators.modbus import ModbusUnit
-from simulators.model import MeterModel
+from meterlink.core.config import profile_points
+from meterlink.core.config.profiles import builtin_names
+from meterlink.simulators.modbus import ModbusUnit
+from meterlink.simulators.model import MeterModel
 from tests.simproc import meterlink, write_config
 
 SOURCES = Path(__file__).parent / "drivers" / "modbus" / "profile_sources"

@@ -9,8 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.config import Meter, Point
-from gateway.reading import Quality, Reading, float32_decimal, reading_from_dict
+from meterlink.core.config import Meter
+from meterlink.core.reading import Quality, Reading, float32_decimal, reading_from_dict
+from meterlink.drivers.dlms.schema import DlmsMeterConfig, DlmsPoint
 
 
 def _reading(value: Decimal | None, **kw: object) -> Reading:
@@ -59,20 +60,18 @@ def test_reading_is_immutable() -> None:
 # --- issue 11: units from the meter, historical identity, meter clocks --------------------------------------
 
 
-def _point(obis: str = "1.0.1.8.0.255", unit: str = "") -> Point:
-    return Point(obis=obis, name="energy", unit=unit, interval=60.0, class_id=3)
+def _point(obis: str = "1.0.1.8.0.255", unit: str = "") -> DlmsPoint:
+    return DlmsPoint(obis=obis, name="energy", unit=unit, interval=60.0, class_id=3)
 
 
 def _meter() -> Meter:
-    from gateway.config import MeterConfig
-
-    cfg = MeterConfig(link="l", protocol="dlms", address={"client": 16, "logical": 1})
+    cfg = DlmsMeterConfig(link="l", protocol="dlms", address={"client": 16, "logical": 1})
     return Meter(id="m", link="l", protocol="dlms", address=cfg.address, points=(), config=cfg)
 
 
 def _unit_of(point_unit: str, meter_unit: str | None, value: str) -> tuple[str, Decimal | None, Quality]:
-    from gateway.driver import PointResult
-    from gateway.scheduler import to_readings
+    from meterlink.core.driver import PointResult
+    from meterlink.engine.scheduler import to_readings
 
     ts = datetime(2026, 1, 5, tzinfo=UTC)
     (r,) = to_readings("gw", _meter(), ts, [PointResult(point=_point(unit=point_unit), value=Decimal(value),
@@ -97,7 +96,7 @@ def test_a_unit_that_is_no_multiple_makes_the_reading_invalid() -> None:
 
 
 def test_historical_values_have_their_own_obis() -> None:
-    from gateway.reading import HISTORICAL_F, historical_obis, is_historical
+    from meterlink.core.reading import HISTORICAL_F, historical_obis, is_historical
 
     assert HISTORICAL_F == 126
     assert historical_obis("1.0.1.8.3.255") == "1.0.1.8.3.126"
@@ -108,7 +107,7 @@ def test_meter_clock_zone_is_applied_per_time_stamp(monkeypatch: pytest.MonkeyPa
     """The gateway's own zone (no ``timezone`` key) is applied with the offset of each time stamp (DST)."""
     import time
 
-    from gateway.meterclock import localize, wall_clock
+    from meterlink.core.meterclock import localize, wall_clock
 
     monkeypatch.setenv("TZ", "Europe/Berlin")
     time.tzset()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
-from gateway.secrets import read_secret
+from meterlink.core.errors import ConfigError
+from meterlink.core.secrets import read_secret
 
 
 def test_file_env_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import logs
-from gateway.config import load_config
-from gateway.sdnotify import Notifier, watchdog_interval
-from gateway.service import warn_readable_secrets
+from meterlink.apps.run import warn_readable_secrets
+from meterlink.apps.sdnotify import Notifier, watchdog_interval
+from meterlink.core import logs
+from meterlink.core.config import load_config
 from tests.integration.test_scheduler import POINTS
 from tests.simproc import REPO, meterlink_cmd, write_config
 

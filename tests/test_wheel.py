@@ -20,6 +20,10 @@ import pytest
 
 from tests.simproc import INSTALLED_VENV, REPO
 
+# the source folders and the import names the wheel gives them (setup.py)
+FOLDERS = {"meterlink.drivers": "drivers", "meterlink.simulators": "simulators", "meterlink.profiles": "config/profiles",
+           "meterlink": "gateway"}
+
 # OSI-approved licences a vendor can ship inside a product (issue: BSL 1.1 of dlms-cosem >= 24 cannot).
 ALLOWED = ("MIT", "BSD", "Apache", "PSF", "Python Software Foundation", "ISC", "MPL-2.0",
            "Mozilla Public License 2.0", "EPL", "Eclipse Public License", "EDL", "Eclipse Distribution License",
@@ -43,8 +47,8 @@ def _run_installed(code: str) -> str:
 
 
 def test_meterlink_command_runs_the_installed_package_not_the_source_tree() -> None:
-    out = _run_installed("import gateway, drivers, simulators, meterlink_profiles, json;"
-                         "print(json.dumps([m.__file__ for m in (gateway, drivers, simulators, meterlink_profiles)]))")
+    out = _run_installed("import gateway, drivers, simulators, meterlink.profiles, json;"
+                         "print(json.dumps([m.__file__ for m in (gateway, drivers, simulators, meterlink.profiles)]))")
     for path in json.loads(out):
         assert "site-packages" in path and not path.startswith(str(REPO) + "/gateway"), path
     meterlink = Path(INSTALLED_VENV or "") / "bin" / "meterlink"
@@ -68,7 +72,7 @@ print(json.dumps(names))
     source = {str(p.relative_to(REPO))[:-3].replace("/", ".").removesuffix(".__init__")
               for top in ("gateway", "drivers", "simulators") for p in (REPO / top).rglob("*.py")}
     assert source <= names, f"in the source tree but not in the wheel: {sorted(source - names)}"
-    assert {"gateway.sinks.mqtt", "gateway.sinks.influx", "meterlink_profiles"} <= names
+    assert {"meterlink.engine.sinks.mqtt", "meterlink.engine.sinks.influx", "meterlink.profiles"} <= names
 
 
 def test_runtime_dependencies_are_open_source() -> None:
@@ -129,7 +133,7 @@ def test_a_new_package_is_in_the_next_wheel_with_no_other_edit(tmp_path: Path) -
         if src.is_file():
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tree / rel)
-    toy = tree / "drivers" / "toyproto"
+    toy = tree / "drivers" / "toyproto"  # installed as meterlink.drivers.toyproto
     toy.mkdir()
     (toy / "__init__.py").write_text('"""A protocol nobody listed."""\n')
     (toy / "codec.py").write_text("X = 1\n")
@@ -139,4 +143,4 @@ def test_a_new_package_is_in_the_next_wheel_with_no_other_edit(tmp_path: Path) -
     (wheel,) = (tmp_path / "dist").glob("meterlink-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"drivers/toyproto/__init__.py", "drivers/toyproto/codec.py", "gateway/sinks/mqtt.py",
-            "meterlink_profiles/eastron-sdm630.yaml"} <= names
+            "meterlink.profiles/eastron-sdm630.yaml"} <= names

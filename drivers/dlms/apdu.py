@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from drivers.dlms import axdr
-from drivers.dlms.axdr import Data
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlms import axdr
+from meterlink.drivers.dlms.axdr import Data
 
 # --- APDU tags (Green Book 9.5, "xDLMS-APDU ::= CHOICE") -------------------------------
 

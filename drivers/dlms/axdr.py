@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from gateway.errors import FrameError
-from gateway.reading import float32_decimal, float64_decimal
+from meterlink.core.errors import FrameError
+from meterlink.core.reading import float32_decimal, float64_decimal
 
 
 class Tag(enum.IntEnum):

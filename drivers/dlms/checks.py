@@ -1,6 +1,6 @@
 """Configuration checks only DLMS knows: addresses, transport for the link type, security keys.
 
-Called by :mod:`gateway.config` for every ``protocol: dlms`` meter; each
+Called by :mod:`meterlink.core.config` for every ``protocol: dlms`` meter; each
 problem is ``(key suffix, message)`` and becomes one line of ``meterlink check``.
 Secrets are not read here (they are read when the driver starts); only their
 sources are checked.
@@ -9,13 +9,14 @@ sources are checked.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from drivers.dlms.address import DlmsAddress, parse_address
-from drivers.dlms.hdlc import HdlcAddress
-from gateway.config import MeterConfig, SerialLinkConfig, TcpLinkConfig
+from meterlink.core.config import SerialLinkConfig, TcpLinkConfig
+from meterlink.drivers.dlms.address import DlmsAddress, parse_address
+from meterlink.drivers.dlms.hdlc import HdlcAddress
 
 
-def check_meter(m: MeterConfig, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
+def check_meter(m: Any, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     serial_link = isinstance(link, SerialLinkConfig)
     try:

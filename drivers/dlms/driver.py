@@ -30,7 +30,7 @@ negotiated it, cut to its PDU size.  A meter that drops the association
 half way is re-associated and the read continues with what is left.
 
 Push meters (``transport: push``) never answer requests: see
-:mod:`drivers.dlms.push`.
+:mod:`meterlink.drivers.dlms.push`.
 """
 
 from __future__ import annotations
@@ -44,21 +44,21 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr, units
-from drivers.dlms.address import DlmsAddress, parse_address
-from drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
-from drivers.dlms.hdlc import HdlcAddress
-from drivers.dlms.link import Channel, HdlcChannel, SessionLost, WrapperChannel
-from drivers.dlms.push import PushListener
-from drivers.dlms.session import DEFAULT_CLIENT_TITLE, HLS_GMAC, LLS, NONE, ObjectError, Security, Session
-from drivers.transport import Transport, endpoint_for
-from gateway.config import Link, Meter, Point, SerialLinkConfig
-from gateway.driver import LinkCounters, PointResult, Store
-from gateway.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
-from gateway.meterclock import zone_info
-from gateway.reading import Quality, historical_obis
-from gateway.secrets import read_secret
+from meterlink.core.config import Link, Meter, Point, SerialLinkConfig
+from meterlink.core.driver import LinkCounters, PointResult, Store
+from meterlink.core.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
+from meterlink.core.meterclock import zone_info
+from meterlink.core.reading import Quality, historical_obis
+from meterlink.core.secrets import read_secret
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr, units
+from meterlink.drivers.dlms.address import DlmsAddress, parse_address
+from meterlink.drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
+from meterlink.drivers.dlms.hdlc import HdlcAddress
+from meterlink.drivers.dlms.link import Channel, HdlcChannel, SessionLost, WrapperChannel
+from meterlink.drivers.dlms.push import PushListener
+from meterlink.drivers.dlms.session import DEFAULT_CLIENT_TITLE, HLS_GMAC, LLS, NONE, ObjectError, Security, Session
+from meterlink.drivers.transport import Transport, endpoint_for
 
 REGISTER, EXTENDED_REGISTER, DEMAND_REGISTER, CLOCK, PROFILE = 3, 4, 5, 8, 7
 SCALED = {REGISTER: 3, EXTENDED_REGISTER: 3, DEMAND_REGISTER: 4}  # class -> attribute of its scaler_unit
@@ -474,7 +474,7 @@ def _record_obis(obis: str) -> str:
     register read at each capture time, not its value now; under the live
     code a subscriber keyed on ``1.0.1.8.0.255`` (a Home Assistant entity)
     would take a backfilled record for the current reading.  The rule is
-    the one for DL/T 645 daily freezes (``gateway.reading.HISTORICAL_F``),
+    the one for DL/T 645 daily freezes (``meterlink.core.reading.HISTORICAL_F``),
     with ``meter_ts`` the record's time; a column that is already no live
     value (F other than 255, e.g. a billing period's ``1.0.1.8.0.101``) keeps
     its own code.

@@ -25,7 +25,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.crc import crc16_x25
 
 FLAG = 0x7E
 LLC_REQUEST = b"\xe6\xe6\x00"   # Green Book 8.4.5.3: LLC header client -> server (LSAPs E6 E6, quality 0)
@@ -45,25 +46,9 @@ class BadFrame(FrameError):
 # --- FCS-16 ---------------------------------------------------------------------------
 
 
-def _table() -> list[int]:
-    out = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        out.append(crc)
-    return out
-
-
-_TABLE = _table()
-
-
 def fcs16(data: bytes) -> bytes:
     """CRC-16/X.25 (ISO 13239 FCS-16: reflected 0x1021, init and final xor 0xFFFF), low byte first on the wire."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ b) & 0xFF]
-    return (crc ^ 0xFFFF).to_bytes(2, "little")
+    return crc16_x25(data)
 
 
 # --- addresses ----------------------------------------------------------------------

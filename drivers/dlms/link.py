@@ -2,7 +2,7 @@
 
 dlms-cosem's ``io`` and ``client`` block on sockets and pyserial (and its
 ``SerialIO`` cannot set parity, which an E450 on 2400 8E1 needs).  Here the
-bytes go through :class:`drivers.transport.Transport`, the one transport of
+bytes go through :class:`meterlink.drivers.transport.Transport`, the one transport of
 every protocol (line settings, echo, pause, silence after a timeout).  A
 :class:`Channel` carries one APDU request and its response over it:
 :class:`HdlcChannel` (IEC 62056-46: SNRM/UA, I frames, segmentation with RR,
@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from drivers.dlms import hdlc, wrapper
-from drivers.dlms.hdlc import Frame, HdlcAddress, HdlcParameters, Kind
-from drivers.transport import Transport
-from gateway.errors import FrameError, LinkError, MeterTimeout
+from meterlink.core.errors import FrameError, LinkError, MeterTimeout
+from meterlink.drivers.dlms import hdlc, wrapper
+from meterlink.drivers.dlms.hdlc import Frame, HdlcAddress, HdlcParameters, Kind
+from meterlink.drivers.transport import Transport
 
 PROPOSED = HdlcParameters(max_info_tx=128, max_info_rx=512, window_tx=1, window_rx=1)
 

@@ -53,16 +53,16 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr, hdlc, units
-from drivers.dlms.link import SessionLost
-from drivers.transport import Transport
-from gateway import logs
-from gateway.config import Meter, Point
-from gateway.driver import PointResult
-from gateway.errors import FrameError, MeterTimeout
-from gateway.meterclock import zone_info
-from gateway.reading import Quality
+from meterlink.core import logs
+from meterlink.core.config import Meter, Point
+from meterlink.core.driver import PointResult
+from meterlink.core.errors import FrameError, MeterTimeout
+from meterlink.core.meterclock import zone_info
+from meterlink.core.reading import Quality
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr, hdlc, units
+from meterlink.drivers.dlms.link import SessionLost
+from meterlink.drivers.transport import Transport
 
 MAX_WAIT = 120.0
 
@@ -299,7 +299,7 @@ class PushListener:
     """Listens on a push meter's serial link from the first read on; ``collect`` hands out what arrived."""
 
     def __init__(self, link: Transport[Any], meter: Meter, timeout: float) -> None:
-        from drivers.dlms.driver import _hex_secret, _security
+        from meterlink.drivers.dlms.driver import _hex_secret, _security
 
         sec = _security(meter)
         self.link = link
@@ -371,7 +371,7 @@ class PushListener:
                 if self.assembler.last_error:
                     raise FrameError(f"push data arrives but cannot be read: {self.assembler.last_error}")
                 raise MeterTimeout(f"no push notification within {wait:g} s")
-        from drivers.dlms.driver import _clock_quality
+        from meterlink.drivers.dlms.driver import _clock_quality
 
         got, self.queue = self.queue, []
         out: list[PointResult] = []

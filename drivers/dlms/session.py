@@ -2,8 +2,8 @@
 
 :class:`Association` is sans-io: it builds request APDUs and checks response
 APDUs (ACSE through dlms-cosem's ``acse`` classes, the rest through
-:mod:`drivers.dlms.apdu`).  :class:`Session` drives one over a
-:class:`~drivers.dlms.link.Channel` from asyncio and adds the GET service:
+:mod:`meterlink.drivers.dlms.apdu`).  :class:`Session` drives one over a
+:class:`~meterlink.drivers.dlms.link.Channel` from asyncio and adds the GET service:
 block transfer, GET-with-list within the negotiated PDU size.
 
 Security suite 0 (Green Book 9.2.3.4.5): AES-GCM-128, 12-byte tags, the
@@ -31,11 +31,11 @@ from dlms_cosem import enumerations
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.security import SecurityControlField, decrypt, encrypt, gmac
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr
-from drivers.dlms.apdu import AttributeRequest, Conformance, DataAccessResult
-from drivers.dlms.link import Channel, SessionLost
-from gateway.errors import FrameError, MeterRejected
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr
+from meterlink.drivers.dlms.apdu import AttributeRequest, Conformance, DataAccessResult
+from meterlink.drivers.dlms.link import Channel, SessionLost
 
 NONE, LLS, HLS_GMAC = "none", "lls", "hls-gmac"
 DEFAULT_CLIENT_TITLE = b"MTL\x00\x00\x00\x00\x01"  # "MTL" + 5 bytes; Green Book 4.3.4: 3-letter manufacturer id first

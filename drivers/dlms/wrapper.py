@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
 
 VERSION = 1
 HEADER_LEN = 8

@@ -1,6 +1,6 @@
 """Configuration checks only DL/T 645 knows: which edition a meter speaks, and its points' identifiers.
 
-Called by :mod:`gateway.config` for every ``protocol: dlt645`` meter
+Called by :mod:`meterlink.core.config` for every ``protocol: dlt645`` meter
 (``check_meter``: each problem is ``(key suffix, message)``, one line of
 ``meterlink check``) and for each of its points (``check_point_1997``).  The
 ``standard`` key picks the edition: "2007" (default) or "1997".  The two
@@ -12,12 +12,12 @@ worse, the same bytes could mean another register).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from drivers.dlt645 import codec1997, dis1997
+from meterlink.drivers.dlt645 import codec1997, dis1997
 
 if TYPE_CHECKING:
-    from gateway.config import MeterConfig, SerialLinkConfig, TcpLinkConfig
+    from meterlink.core.config import SerialLinkConfig, TcpLinkConfig
 
 STANDARDS: Final = ("2007", "1997")
 DEFAULT_BAUDRATE: Final = {"2007": 2400, "1997": 1200}
@@ -42,7 +42,7 @@ def standard_of(m: object) -> str:
     return "2007" if value is None else str(value)
 
 
-def check_meter(m: MeterConfig, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
+def check_meter(m: Any, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     standard = standard_of(m)
     if isinstance(m.standard, bool) or standard not in STANDARDS:
@@ -55,7 +55,7 @@ def check_meter(m: MeterConfig, link: SerialLinkConfig | TcpLinkConfig) -> list[
 
 
 def check_point(standard: str, di: object, unit: str | None) -> tuple[str, str] | None:
-    """``(identifier, unit)`` of a 1997 meter's point; None for a 2007 point (``gateway.config`` checks those).
+    """``(identifier, unit)`` of a 1997 meter's point; None for a 2007 point (``meterlink.core.config`` checks those).
 
     Raises ``PointProblem`` for an identifier of the other edition's shape or
     one the 1997 table does not hold, a block, a non-value, or a unit that is

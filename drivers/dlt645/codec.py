@@ -33,7 +33,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Final, Literal
 
-from gateway.errors import FrameError, MeterRejected
+from meterlink.core.errors import FrameError, MeterRejected
 
 # --- frame constants ------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """DL/T 645-1997 requests, replies and error words on the shared DL/T 645 frame, no I/O.
 
 DL/T 645-1997 "多功能电能表通信规约" is what the oldest State Grid meters
-speak.  Its frame is the one ``drivers.dlt645.codec`` already decodes
+speak.  Its frame is the one ``meterlink.drivers.dlt645.codec`` already decodes
 (``68 A0..A5 68 C L DATA CS 16``, the 33H offset on every data byte, FE
 wake-up bytes, AA wildcards and the 999999999999 broadcast address), so this
 module reuses ``codec.Frame``, ``codec.decode`` and ``codec.encode_frame``
@@ -32,7 +32,8 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from drivers.dlt645.codec import (
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.dlt645.codec import (
     ABNORMAL_REPLY,
     DIRECTION_REPLY,
     FOLLOW_UP,
@@ -43,10 +44,9 @@ from drivers.dlt645.codec import (
     error_reply,
     time_sync_request,
 )
-from drivers.dlt645.codec import (
+from meterlink.drivers.dlt645.codec import (
     normalize_di as normalize_di_2007,
 )
-from gateway.errors import FrameError, MeterRejected
 
 __all__ = [
     "ERROR_BITS",

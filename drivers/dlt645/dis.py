@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from drivers.dlt645.codec import FORMATS, Value, decode_value, encode_value, normalize_di
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt645.codec import FORMATS, Value, decode_value, encode_value, normalize_di
 
 TARIFFS: Final = 4
 """The common tariff count (尖峰平谷); only ``item_length``'s default, never assumed when decoding."""

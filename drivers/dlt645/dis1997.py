@@ -7,7 +7,7 @@ parameters (表A.5 参变量).  For energies the last digit is the tariff: 0 the
 total, 1..E tariffs 1..14, F the block "total, tariff 1..k" (数据块).
 
 Every row maps to the OBIS code of its DL/T 645-2007 counterpart in
-``drivers.dlt645.dis`` (forward active energy total 1.0.1.8.0.255, tariff t
+``meterlink.drivers.dlt645.dis`` (forward active energy total 1.0.1.8.0.255, tariff t
 E = t; phase A voltage 1.0.32.7.0.255; signed reactive power in the
 manufacturer range C = 131/151/171/191, ...), so a subscriber sees the same
 code whichever edition the meter speaks.  Sign convention as in ``dis``:
@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from drivers.dlt645.codec import FORMATS, Value, decode_value, encode_value
-from drivers.dlt645.codec1997 import normalize_di
-from drivers.dlt645.dis import SIGNED_REACTIVE_POWER_C
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt645.codec import FORMATS, Value, decode_value, encode_value
+from meterlink.drivers.dlt645.codec1997 import normalize_di
+from meterlink.drivers.dlt645.dis import SIGNED_REACTIVE_POWER_C
 
 MAX_TARIFFS: Final = 14
 """DI0 = 1..E: the 1997 edition numbers tariffs 1..14 (费率数 k <= 14)."""

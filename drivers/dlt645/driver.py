@@ -14,12 +14,12 @@ first from the meter's 62-day memory, starting after the last freeze time the
 journal holds, so each day's frozen reading is journaled exactly once.  A
 record that does not exist yet (answered with an error, or with a freeze time
 of zeros or FF) ends the walk back.  Frozen values go out under their own OBIS
-code, F = 126 (``gateway.reading.HISTORICAL_F``), with ``meter_ts`` = the
+code, F = 126 (``meterlink.core.reading.HISTORICAL_F``), with ``meter_ts`` = the
 freeze time, never under the live register's code.
 
 Meter clocks carry no zone: clock readings, freeze times and the 08H time
 sync are in the meter's ``timezone`` (default: the gateway's own zone),
-applied per time stamp (``gateway.meterclock``).
+applied per time stamp (``meterlink.core.meterclock``).
 
 A meter with ``standard: "1997"`` is read with the 1997 edition's frames
 (``codec1997``: 01H/02H, 2-byte identifiers, its own error bits) and table
@@ -36,15 +36,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from drivers.dlt645 import codec, codec1997, dis, dis1997
-from drivers.dlt645.checks import standard_of
-from drivers.dlt645.codec import Frame
-from drivers.transport import Transport, endpoint_for
-from gateway import logs, meterclock
-from gateway.config import Link, Meter, Point
-from gateway.driver import LinkCounters, PointResult, Store
-from gateway.errors import FrameError, MeterRejected, MeterTimeout
-from gateway.reading import Quality, historical_obis
+from meterlink.core import logs, meterclock
+from meterlink.core.config import Link, Meter, Point
+from meterlink.core.driver import LinkCounters, PointResult, Store
+from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
+from meterlink.core.reading import Quality, historical_obis
+from meterlink.drivers.dlt645 import codec, codec1997, dis, dis1997
+from meterlink.drivers.dlt645.checks import standard_of
+from meterlink.drivers.dlt645.codec import Frame
+from meterlink.drivers.transport import Transport, endpoint_for
 
 OTHER_ERROR = 0x01  # ERR bit 0
 NO_REQUESTED_DATA = 0x02  # ERR bit 1
@@ -63,6 +63,11 @@ class ClockReading:
 
 
 class Dlt645Driver:
+    # DL/T 645 time sync is the 08H broadcast frame (also sent to one meter), which a meter takes only
+    # within +/-5 min of its own clock ("广播校时...误差不大于5min")
+    sync_method = "08H"
+    sync_window = 300.0
+
     def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.store = store

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import Any
 
-from drivers.dlt645 import codec
-from drivers.dlt645.driver import Dlt645Driver
-from gateway.config import Link, SerialLinkConfig
-from gateway.errors import FrameError, MeterlinkError, MeterRejected, MeterTimeout
+from meterlink.core.config import Link, SerialLinkConfig
+from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
+from meterlink.drivers.dlt645 import codec
+from meterlink.drivers.dlt645.driver import Dlt645Driver
+from meterlink.drivers.nameplate import candidates
 
 # a read-address exchange is about 16 + 18 characters with FE preambles; 100 ms for the meter to turn around
 EXCHANGE_CHARS = 40
@@ -32,28 +33,6 @@ ADDRESS_DI = "04000401"
 def probe_timeout(link: Link) -> float:
     baud = link.baudrate if isinstance(link.config, SerialLinkConfig) else 9600
     return round(EXCHANGE_CHARS * 11 / baud + TURNAROUND_S, 3)
-
-
-def candidates(id_range: str | None, addresses_file: str | None) -> list[str]:
-    out: list[str] = []
-    if addresses_file:
-        try:
-            lines = Path(addresses_file).read_text(encoding="utf-8").split()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MeterlinkError(f"--addresses {addresses_file}: {getattr(exc, 'strerror', None) or exc}") from None
-        for a in lines:
-            if not (len(a) == 12 and a.isdigit()):
-                raise MeterlinkError(f"--addresses {addresses_file}: {a!r} is not a 12-digit address")
-            out.append(a)
-    if id_range:
-        lo, _, hi = id_range.partition("-")
-        if not (len(lo) == 12 and lo.isdigit() and len(hi or lo) == 12 and (hi or lo).isdigit()):
-            raise MeterlinkError(f"--range {id_range!r}: write 12-digit addresses, e.g. 000000000001-000000000032")
-        a, b = int(lo), int(hi or lo)
-        if not 0 <= b - a < 10000:
-            raise MeterlinkError(f"--range {id_range!r}: at most 10,000 addresses, in increasing order")
-        out.extend(f"{n:012d}" for n in range(a, b + 1))
-    return out
 
 
 async def _replies(driver: Dlt645Driver, frame: codec.Frame, function: int, timeout: float) -> tuple[list[str], bool]:
@@ -128,3 +107,21 @@ async def _search(driver: Dlt645Driver, low: str, timeout: float, seen: dict[str
         progress(len(seen))
         if (garbled or len(heard) > 1) and len(suffix) < 12:
             await _search(driver, suffix, timeout, seen, progress)
+
+
+PROFILE_HINT = "dlt645-generic-3phase   # or dlt645-generic-1phase, dlt645-1997-generic"
+
+
+async def scan(link: Link, *, id_range: str | None, addresses_file: str | None, timeout: float | None,
+               progress: Callable[[str, int], Any], note: Callable[[str], None]) -> list[tuple[str, str, str, str]]:
+    """The plug-in's scan: (meter id, address as YAML, how it answered, profile hint) per meter found."""
+    addresses = candidates(id_range, addresses_file)
+    t = timeout or probe_timeout(link)
+    what = f"{len(addresses)} DL/T 645 address(es)" if addresses else "DL/T 645 read-address (13H)"
+    note(f"probing {link.id} ({link.describe()}) for {what}, {t * 1000:.0f} ms per probe")
+    bar = progress(f"{link.id} dlt645", len(addresses) or 1)
+    try:
+        found = await find_meters(link, addresses, t, bar, note)
+    finally:
+        bar.close()
+    return [(f"m-{a}", f'"{a}"', how, PROFILE_HINT) for a, how in found]

@@ -1,8 +1,24 @@
-"""DL/T 698.45 (面向对象的用电信息数据交换协议) meters: the sans-io protocol pieces.
+"""DL/T 698.45 (面向对象的用电信息数据交换协议) meters, the protocol of State Grid meters since 2020.
 
-Modules: ``frame`` (link frames, HCS/FCS, segmentation), ``data`` (the Data
-types, scaler-units, units), ``apdu`` (GET / SET / ACTION / SECURITY services,
-DAR), ``oads`` (the default OAD table with OBIS codes and the DL/T 645-2007
-data identifiers of the same quantities).  No I/O and no import of the gateway
-engine: the driver and the CLI are built on top of these.
+The sans-io protocol pieces: ``frame`` (link frames, HCS/FCS, segmentation),
+``data`` (the Data types, scaler-units, units), ``apdu`` (GET / SET / ACTION /
+SECURITY services, DAR), ``oads`` (the default OAD table with OBIS codes and the
+DL/T 645-2007 data identifiers of the same quantities).  On top: ``driver``
+(reading on the one transport), ``scan``, ``points`` and ``schema`` (the
+configuration).  Registered as a plug-in like every protocol: this folder and
+one entry-point line are all it took.
 """
+
+from __future__ import annotations
+
+from meterlink.core.registry import Protocol
+from meterlink.drivers.dlt698 import schema
+
+PROTOCOL = Protocol(
+    name="dlt698", title="DL/T 698.45",
+    meter_model=schema.Dlt698MeterConfig, profile_model=schema.Dlt698ProfileConfig,
+    make_point=schema.make_point, address=schema.address, example_address="000000000001",
+    baudrate=2400, parity="E", extra_points=schema.extra_points,
+    driver="meterlink.drivers.dlt698.driver:Dlt698Driver", scan="meterlink.drivers.dlt698.scan:scan", scan_order=20,
+    simulator="meterlink.simulators.dlt698_cli:add_parser",
+)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeAlias
 
-from drivers.dlt698.data import (
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.dlt698.data import (
     Data,
     Oad,
     Omd,
@@ -48,8 +49,7 @@ from drivers.dlt698.data import (
     encode_rcsd,
     encode_rsd,
 )
-from drivers.dlt698.data import _decode as _decode_data
-from gateway.errors import FrameError, MeterRejected
+from meterlink.drivers.dlt698.data import _decode as _decode_data
 
 GET_REQUEST: Final = 0x05
 SET_REQUEST: Final = 0x06

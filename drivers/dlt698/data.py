@@ -32,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final, TypeAlias
 
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
 
 
 class DataType(enum.IntEnum):

@@ -23,16 +23,16 @@ the scaler-unit of the object's attribute 3 (换算及单位), read once per met
 and OI and kept for the life of the driver.  It is deliberately not kept in
 the journal: a meter replaced under the same address may scale differently.
 A meter that refuses attribute 3 gets the standard's usual scaler-unit for
-that object (``drivers.dlt698.oads``), logged once.  A DAR becomes an
+that object (``meterlink.drivers.dlt698.oads``), logged once.  A DAR becomes an
 invalid point with the DAR in words.
 
 Clock (40000200): value = drift in seconds, meter_ts = the meter's time in its
-``timezone`` (``gateway.meterclock``), as for DL/T 645.
+``timezone`` (``meterlink.core.meterclock``), as for DL/T 645.
 
 Daily freeze (5004, the ``daily_frozen_days`` meter key): records read one by
 one with Selector9 (上第 n 次) from yesterday's back, until a freeze time the
 journal already holds (``Store.last_meter_ts``); then journaled oldest first
-under the historical OBIS codes (F = 126, ``gateway.reading.historical_obis``)
+under the historical OBIS codes (F = 126, ``meterlink.core.reading.historical_obis``)
 with ``meter_ts`` = the freeze time, each day exactly once, as DL/T 645's.
 
 Minute freeze (5002, a point with ``oad: "50020200"``, the 15-min curve): read
@@ -52,16 +52,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from drivers.dlt698 import apdu as A
-from drivers.dlt698 import frame as F
-from drivers.dlt698 import oads
-from drivers.dlt698.data import Data, DataType, Oad, ScalerUnit, Selector, Ti, scaled, unit_text
-from drivers.transport import Transport, endpoint_for
-from gateway import logs, meterclock
-from gateway.config import Link, Meter, Point
-from gateway.driver import LinkCounters, PointResult, Store
-from gateway.errors import FrameError, MeterRejected, MeterTimeout
-from gateway.reading import historical_obis
+from meterlink.core import logs, meterclock
+from meterlink.core.config import Link, Meter, Point
+from meterlink.core.driver import LinkCounters, PointResult, Store
+from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
+from meterlink.core.reading import historical_obis
+from meterlink.drivers.dlt698 import apdu as A
+from meterlink.drivers.dlt698 import frame as F
+from meterlink.drivers.dlt698 import oads
+from meterlink.drivers.dlt698.data import Data, DataType, Oad, ScalerUnit, Selector, Ti, scaled, unit_text
+from meterlink.drivers.transport import Transport, endpoint_for
 
 MAX_APDU: Final = 512
 """Link user data assumed each way when nothing is negotiated (see the module docstring)."""
@@ -171,6 +171,9 @@ def number(data: Data) -> tuple[int, dt.datetime | None]:
 
 
 class Dlt698Driver:
+    # SET 40000200 to one meter; ACTION 4000 method 127 (广播校时) to the bus
+    sync_method = "SET 40000200 / ACTION 4000.127"
+
     def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.store = store
@@ -495,7 +498,7 @@ class Dlt698Driver:
 
 def _frozen_point(template: Point, obis_c: int, tariff: int) -> Point:
     """A point for one value of a daily freeze: the energy register's historical OBIS (F = 126), so a
-    subscriber never takes the freeze for the live register (as ``drivers.dlt645.driver``)."""
+    subscriber never takes the freeze for the live register (as ``meterlink.drivers.dlt645.driver``)."""
     kind = "forward" if obis_c == 1 else "reverse"
     name = f"daily_frozen_{kind}_active_energy" + (f"_t{tariff}" if tariff else "")
     return dataclasses.replace(template, obis=historical_obis(f"1.0.{obis_c}.8.{tariff}.255"), name=name,

@@ -17,7 +17,7 @@ Frame format (DL/T 698.45 clause 7.1 "帧结构")::
 * 帧头校验 HCS: "对帧头部分除起始字符和 HCS 本身之外的所有字节的校验"; 帧校验
   FCS: "对整帧除起始字符、结束字符和 FCS 本身之外的所有字节的校验", both the
   CRC of RFC 1662 (CRC-16/X.25), low byte first: the same FCS-16 as DLMS HDLC,
-  so the one implementation in ``drivers.dlms.hdlc`` is reused.
+  so the one implementation in ``meterlink.drivers.dlms.hdlc`` is reused.
 * 分帧 (clause 7.2.2): with bit 5 of C set, the link user data starts with a
   2-byte 分帧格式域 (low byte first): "bit0~bit11 分帧传输序号 (0~4095 循环);
   bit14~bit15 分帧类型: 00 起始帧, 01 最后帧, 10 确认帧, 11 中间帧".  The
@@ -35,8 +35,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from drivers.dlms.hdlc import fcs16  # CRC-16/X.25, one implementation for both protocols
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.crc import crc16_x25 as fcs16  # CRC-16/X.25, the FCS of DLMS HDLC too
 
 START: Final = 0x68
 END: Final = 0x16

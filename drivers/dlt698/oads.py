@@ -3,7 +3,7 @@
 A profile names a point by its OAD alone (``oad: "00100201"``); this table
 gives its name, OBIS code, unit and the scaler-unit a meter normally reports
 (the meter's own attribute 3 always wins when read).  The OBIS codes are the
-ones ``drivers.dlt645.dis`` gives the same quantity, so a mixed bus of 645 and
+ones ``meterlink.drivers.dlt645.dis`` gives the same quantity, so a mixed bus of 645 and
 698 meters publishes one quantity under one OBIS from either generation:
 
 * energy (电能量, class 1, attribute 2 "总及费率电能量数组"): element 1 = total
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from drivers.dlt698.data import Oad, ScalerUnit
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt698.data import Oad, ScalerUnit
 
 TARIFFS_IN_TABLE: Final = 4  # rows for tariffs 1..4; other tariffs parse fine, they just have no default row
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
-from drivers.dlt698.oads import lookup, parse_oad
-from gateway.errors import FrameError
-from gateway.reading import UnitMismatch, convert_unit
+from meterlink.core.errors import FrameError
+from meterlink.core.reading import UnitMismatch, convert_unit
+from meterlink.drivers.dlt698.oads import lookup, parse_oad
 
 CLOCK_OBIS: Final = "0.0.1.0.0.255"  # as the DL/T 645 clock point
 SPECIAL: Final = {

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gateway.errors import FrameError
-from gateway.reading import float32_decimal, float64_decimal
+from meterlink.core.errors import FrameError
+from meterlink.core.reading import float32_decimal, float64_decimal
+from meterlink.drivers.crc import crc16_modbus
 
 READ_HOLDING_REGISTERS = 0x03
 READ_INPUT_REGISTERS = 0x04
@@ -51,25 +52,9 @@ def exception_text(code: int) -> str:
 
 # --- CRC ---------------------------------------------------------------------
 
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
 def crc16(data: bytes) -> int:
     """CRC-16/MODBUS (Serial Line Guide 6.2.2: polynomial 0xA001 reflected, init 0xFFFF)."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ b) & 0xFF]
-    return crc
+    return crc16_modbus(data)
 
 
 def with_crc(frame: bytes) -> bytes:

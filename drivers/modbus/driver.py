@@ -1,4 +1,4 @@
-"""Modbus transport: RTU frames over the one :class:`drivers.transport.Transport`, Modbus TCP through pymodbus.
+"""Modbus transport: RTU frames over the one :class:`meterlink.drivers.transport.Transport`, Modbus TCP through pymodbus.
 
 pymodbus defaults to 3 s x 4 tries, which would stall an RS-485 bus for 12 s
 on one silent meter; every transaction here uses the link's own timeout and
@@ -37,7 +37,10 @@ from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
-from drivers.modbus.codec import (
+from meterlink.core.config import Link, Meter, Point, SerialLinkConfig, TcpLinkConfig
+from meterlink.core.driver import LinkCounters, PointResult, Store
+from meterlink.core.errors import FrameError, LinkError, MeterRejected, MeterTimeout
+from meterlink.drivers.modbus.codec import (
     FUNCTION_CODES,
     ExceptionResponse,
     ImpossibleValue,
@@ -50,12 +53,10 @@ from drivers.modbus.codec import (
     exception_text,
     registers_to_bytes,
 )
-from drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block
-from drivers.serial_errors import tcp_error_text
-from drivers.transport import Transport, endpoint_for
-from gateway.config import Link, Meter, Point, SerialLinkConfig, TcpLinkConfig
-from gateway.driver import LinkCounters, PointResult, Store
-from gateway.errors import FrameError, LinkError, MeterRejected, MeterTimeout
+from meterlink.drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block
+from meterlink.drivers.modbus.schema import options
+from meterlink.drivers.serial_errors import tcp_error_text
+from meterlink.drivers.transport import Transport, endpoint_for
 
 # pymodbus logs every timeout at ERROR level without saying which meter; we log our own events.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -127,9 +128,10 @@ class ModbusDriver:
         key = (meter.id, frozenset(p.obis for p in points))
         plan = self._plans.get(key)
         if plan is None:
-            plan = plan_blocks(points, max_registers=meter.max_registers, max_gap=meter.max_gap,
+            max_registers, max_gap, forbidden = options(meter)
+            plan = plan_blocks(points, max_registers=max_registers, max_gap=max_gap,
                                overhead=self._overhead, refused=self._refused.get(meter.id, ()),
-                               forbidden=meter.forbidden)
+                               forbidden=forbidden)
             self._plans[key] = plan
         return plan
 

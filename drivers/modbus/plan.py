@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.config import Point
+from meterlink.drivers.modbus.schema import ModbusPoint
 
 # Characters on an RTU line for one transaction besides the registers themselves:
 # request (address, function, start, count, CRC: 8) + reply header and CRC (5) + 2 x t3.5.
@@ -61,14 +61,14 @@ class Block:
     function: str  # input | holding
     address: int
     count: int
-    points: tuple[Point, ...]
+    points: tuple[ModbusPoint, ...]
 
     @property
     def span(self) -> tuple[str, int, int]:
         return (self.function, self.address, self.count)
 
 
-def plan_blocks(points: Sequence[Point], *, max_registers: int = 125, max_gap: int | None = None,
+def plan_blocks(points: Sequence[ModbusPoint], *, max_registers: int = 125, max_gap: int | None = None,
                 overhead: float | None = None, refused: Iterable[tuple[str, int, int]] = (),
                 forbidden: Iterable[tuple[str, int, int]] = ()) -> list[Block]:
     """The cheapest blocks covering ``points``.
@@ -119,7 +119,7 @@ def plan_blocks(points: Sequence[Point], *, max_registers: int = 125, max_gap: i
     return blocks
 
 
-def _emit(function: str, start: int, end: int, points: list[Point], refused: set[tuple[str, int, int]]) -> list[Block]:
+def _emit(function: str, start: int, end: int, points: list[ModbusPoint], refused: set[tuple[str, int, int]]) -> list[Block]:
     block = Block(function, start, end - start, tuple(points))
     if block.span in refused and len(points) > 1:
         return [b for part in split_block(block) for b in _emit(function, part.address, part.address + part.count,
@@ -134,7 +134,7 @@ def split_block(block: Block) -> list[Block]:
     meter is still read in as few requests as its map allows; a contiguous run that is refused
     becomes one read per point.
     """
-    runs: list[list[Point]] = []
+    runs: list[list[ModbusPoint]] = []
     end = -1
     for p in block.points:  # in register order
         reg = p.register or 0

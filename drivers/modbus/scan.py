@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from drivers.modbus.driver import ModbusDriver
-from gateway.config import Link, Meter, MeterConfig, Point, SerialLinkConfig
-from gateway.errors import LinkError, MeterlinkError, MeterTimeout
+from meterlink.core.config import Link, Meter, SerialLinkConfig
+from meterlink.core.errors import LinkError, MeterlinkError, MeterTimeout
+from meterlink.drivers.modbus.driver import ModbusDriver
+from meterlink.drivers.modbus.schema import ModbusMeterConfig, ModbusPoint
 
-PROBE = Point(obis="0.0.96.1.0.255", name="probe", unit="", interval=60, register=0, function="holding",
-              type="uint16")
+PROBE = ModbusPoint(obis="0.0.96.1.0.255", name="probe", unit="", interval=60, register=0, function="holding",
+                    type="uint16")
+PROFILE_HINT = "eastron-sdm630   # set the profile of this meter model"
 # request 8 + reply 7 characters, two t3.5 silences, and 50 ms for the meter to turn around
 PROBE_CHARS = 8 + 7 + 7
 TURNAROUND_S = 0.050
@@ -52,7 +55,7 @@ def parse_ids(text: str) -> list[int]:
 
 async def _probe(driver: ModbusDriver, link: Link, uid: int) -> str | None:
     meter = Meter(id=f"probe-{uid}", link=link.id, protocol="modbus", address=uid, points=(PROBE,),
-                  config=MeterConfig(link=link.id, protocol="modbus", address=uid))
+                  config=ModbusMeterConfig(link=link.id, protocol="modbus", address=uid))
     try:
         await driver.read(meter, [PROBE])
     except MeterTimeout:
@@ -99,3 +102,19 @@ async def find_units(link: Link, ids: Sequence[int], timeout: float | None,
             drivers.append(extra)
     await asyncio.gather(*(worker(d) for d in drivers))
     return sorted(found)
+
+
+async def scan(link: Link, *, id_range: str | None, addresses_file: str | None, timeout: float | None,
+               progress: Callable[[str, int], Any], note: Callable[[str], None]) -> list[tuple[str, str, str, str]]:
+    """The plug-in's scan: (meter id, address as YAML, how it answered, profile hint) per meter found."""
+    if addresses_file:
+        raise MeterlinkError("--addresses lists DL/T 645 addresses; Modbus takes --range 1-32 or 1,5,7")
+    ids = parse_ids(id_range or "1-247")
+    t = timeout or probe_timeout(link)
+    note(f"probing {link.id} ({link.describe()}) for Modbus unit ids {ids[0]}-{ids[-1]}, {t * 1000:.0f} ms per probe")
+    bar = progress(f"{link.id} modbus", len(ids))
+    try:
+        found = await find_units(link, ids, t, bar)
+    finally:
+        bar.close()
+    return [(f"m-{link.id}-{uid}", str(uid), how, PROFILE_HINT) for uid, how in found]

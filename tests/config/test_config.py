@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigProblems, check_config, load_config, parse_config
-from gateway.profiles import builtin_names, load_profile, profile_points
+from meterlink.core.config import ConfigProblems, check_config, load_config, parse_config, profile_points
+from meterlink.core.config.profiles import builtin_names, load_profile
 from tests.simproc import meterlink_cmd
 
 CASES = sorted(p for p in (Path(__file__).parent / "cases").iterdir() if p.is_dir())

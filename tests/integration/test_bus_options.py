@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from drivers import create_driver
-from gateway.config import parse_config
-from gateway.profiles import profile_points
-from simulators.modbus import ModbusUnit
-from simulators.model import MeterModel
+from meterlink.core.config import parse_config, profile_points
+from meterlink.core.registry import create_driver
+from meterlink.simulators.modbus import ModbusUnit
+from meterlink.simulators.model import MeterModel
 
 PROFILE = "eastron-sdm630"
 

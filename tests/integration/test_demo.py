@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from gateway.demo import COLUMNS, DLT645_BUS, Column, cell, is_live
-from gateway.journal import Journal
-from gateway.reading import Quality, Reading
-from simulators.model import MeterModel
+from meterlink.apps.demo import COLUMNS, DLT645_BUS, Column, cell, is_live
+from meterlink.core.reading import Quality, Reading
+from meterlink.engine.journal import Journal
+from meterlink.simulators.model import MeterModel
 from tests.integration.test_metrics_run import run_in_pty
 from tests.simproc import meterlink, meterlink_cmd
 

@@ -1,4 +1,4 @@
-"""A running gateway (:class:`gateway.runtime.Gateway`, in-process) against simulated DLMS meters on real TCP sockets.
+"""A running gateway (:class:`meterlink.engine.gateway.Gateway`, in-process) against simulated DLMS meters on TCP.
 
 Backfill: the gateway stops for two hours of meter time and restarts; every
 missed 15 min load-profile record is journaled exactly once with its meter
@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from gateway.config import parse_config
-from gateway.journal import Journal
-from gateway.reading import Reading
-from gateway.runtime import Gateway
-from simulators.dlms import make_meter
-from simulators.dlms_meter import LOAD_PROFILE, SimClock, SimMeter, parse_instant
-from simulators.dlms_server import WrapperServer
-from simulators.serve import serve_tcp, tcp_port
+from meterlink.core.config import parse_config
+from meterlink.core.reading import Reading
+from meterlink.engine.gateway import Gateway
+from meterlink.engine.journal import Journal
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import LOAD_PROFILE, SimClock, SimMeter, parse_instant
+from meterlink.simulators.dlms_server import WrapperServer
+from meterlink.simulators.serve import serve_tcp, tcp_port
 
 EK, AK = bytes(range(16)), bytes(range(0xD0, 0xE0))
 
@@ -197,8 +197,8 @@ def test_faulty_meters_leave_the_gateway_and_the_good_meter_running(tmp_path: Pa
 def test_association_is_reused_and_an_expired_one_replaced() -> None:
     """Polls within a minute reuse the association; when the meter has forgotten it (inactivity timeout), the
     driver associates again on its own."""
-    from drivers import create_driver
-    from simulators.dlms_server import HdlcServer
+    from meterlink.core.registry import create_driver
+    from meterlink.simulators.dlms_server import HdlcServer
 
     meter = make_meter(frozen=True)
     handlers: list[HdlcServer] = []

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from drivers import create_driver
-from gateway.config import parse_config
-from gateway.reading import Quality
-from gateway.scheduler import to_readings
-from simulators.dlms_cli import PushPty
+from meterlink.core.config import parse_config
+from meterlink.core.reading import Quality
+from meterlink.core.registry import create_driver
+from meterlink.engine.scheduler import to_readings
+from meterlink.simulators.dlms_cli import PushPty
 
 VECTORS = Path(__file__).parents[1] / "drivers/dlms/vectors/hdlc.toml"
 

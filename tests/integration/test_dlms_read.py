@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.profiles import profile_points
-from gateway.reading import historical_obis
-from simulators.dlms import make_meter
-from simulators.dlms_meter import SimClock, parse_instant
+from meterlink.core.config import profile_points
+from meterlink.core.reading import historical_obis
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import SimClock, parse_instant
 from tests.simproc import meterlink, write_config
 
 PROFILE = "dlms-generic-3phase"

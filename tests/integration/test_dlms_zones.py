@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drivers.dlms import axdr
-from drivers.dlms.apdu import AttributeRef
-from drivers.dlms.driver import _records
-from simulators.dlms import make_meter
-from simulators.dlms_meter import CLOCK, LOAD_PROFILE, STATUS, SimClock, parse_instant
+from meterlink.drivers.dlms import axdr
+from meterlink.drivers.dlms.apdu import AttributeRef
+from meterlink.drivers.dlms.driver import _records
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import CLOCK, LOAD_PROFILE, STATUS, SimClock, parse_instant
 from tests.simproc import meterlink, write_config
 
 START = "2026-01-05T10:07:30Z"  # 18:07:30 on the wall in Shanghai

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
-from gateway.config import parse_config
-from gateway.profiles import profile_points
-from gateway.runtime import Gateway
-from gateway.timesync import TimeSyncRefused, guard, sync_time
-from simulators.dlt645 import Dlt645Handler, Dlt645Meter
-from simulators.model import MeterModel
-from simulators.serve import PtyServer
+from meterlink.core.config import parse_config, profile_points
+from meterlink.engine.gateway import Gateway
+from meterlink.engine.timesync import TimeSyncRefused, guard, sync_time
+from meterlink.simulators.dlt645 import Dlt645Handler, Dlt645Meter
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import PtyServer
 from tests.simproc import meterlink, write_config
 
 ADDRESSES = ["123456789012", "000000000002", "000000000003"]

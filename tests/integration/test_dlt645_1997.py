@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 
-from drivers import create_driver
-from gateway.config import parse_config
-from gateway.profiles import profile_points
-from gateway.timesync import sync_time
-from simulators.dlt645 import Dlt645Handler, Dlt645Meter
-from simulators.model import MeterModel
-from simulators.serve import PtyServer
+from meterlink.core.config import parse_config, profile_points
+from meterlink.core.registry import create_driver
+from meterlink.engine.timesync import sync_time
+from meterlink.simulators.dlt645 import Dlt645Handler, Dlt645Meter
+from meterlink.simulators.model import MeterModel
+from meterlink.simulators.serve import PtyServer
 from tests.simproc import meterlink, write_config
 
 OLD, NEW = "000000000005", "000000000001"

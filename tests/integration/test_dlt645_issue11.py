@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from gateway.reading import Quality, Reading
-from gateway.timesync import sync_time
-from simulators.dlt645 import OTHER_ERROR, Dlt645Meter
-from simulators.model import MeterModel
+from meterlink.core.reading import Quality, Reading
+from meterlink.engine.timesync import sync_time
+from meterlink.simulators.dlt645 import OTHER_ERROR, Dlt645Meter
+from meterlink.simulators.model import MeterModel
 from tests.integration.test_dlt645 import _in_process
 
 ADDRESS = "123456789012"
@@ -43,7 +43,7 @@ def _journaled(meter: Dlt645Meter, raw_meter: dict[str, Any], tmp_path: Path) ->
 
 def _gateway(meter: Dlt645Meter, raw_meter: dict[str, Any], tmp_path: Path, reads: int,
              **handler: Any) -> tuple[list[list[Reading]], list[int], list[Reading]]:
-    from gateway.reading import reading_from_dict
+    from meterlink.core.reading import reading_from_dict
 
     async def scenario() -> tuple[list[list[Reading]], list[int], list[Reading]]:
         gw, h, pty = await _in_process({ADDRESS: meter}, {"m": raw_meter}, tmp_path, **handler)

@@ -17,15 +17,14 @@ import dlt698.codec as ref
 import pytest
 from dlt698 import _native as n
 
-from drivers.dlt698.data import DataType, Oad, encode_data, scaled
-from drivers.dlt698.oads import parse_oad
-from drivers.dlt698.scan import find_meters
-from gateway.config import parse_config
-from gateway.profiles import profile_points
-from gateway.runtime import Gateway
-from simulators.dlt698 import Dlt698Bus, Dlt698Handler, Dlt698Meter
-from simulators.dlt698_cli import FROZEN_AT, make_meters
-from simulators.serve import PtyServer, Reply
+from meterlink.core.config import parse_config, profile_points
+from meterlink.drivers.dlt698.data import DataType, Oad, encode_data, scaled
+from meterlink.drivers.dlt698.oads import parse_oad
+from meterlink.drivers.dlt698.scan import find_meters
+from meterlink.engine.gateway import Gateway
+from meterlink.simulators.dlt698 import Dlt698Bus, Dlt698Handler, Dlt698Meter
+from meterlink.simulators.dlt698_cli import FROZEN_AT, make_meters
+from meterlink.simulators.serve import PtyServer, Reply
 from tests.simproc import meterlink, write_config
 
 ADDRESSES = ["123456789012", "000000000002", "000000000003"]
@@ -318,7 +317,7 @@ def test_minute_freeze_curve_backfills_once(tmp_path: Path) -> None:
 
 
 def test_scan_finds_the_single_meter_and_listed_ones(simulate) -> None:
-    from gateway.config import Link, TcpLinkConfig
+    from meterlink.core.config import Link, TcpLinkConfig
 
     one = simulate("dlt698", "--address", ADDRESSES[0], "--tcp=0")
     bus = simulate("dlt698", "--address", ADDRESSES[1], "--address", ADDRESSES[2], "--tcp=0")

@@ -18,9 +18,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.commands import BURST, MAX_WAITING
-from gateway.config import parse_config
-from gateway.runtime import Gateway
+from meterlink.core.config import parse_config
+from meterlink.engine.commands import BURST, MAX_WAITING
+from meterlink.engine.gateway import Gateway
 from tests.integration.test_scheduler import POINTS
 
 FLOOD = 300

@@ -109,7 +109,7 @@ def _config(tmp_path: Path, data: Path, sim_port: int, http_port: int) -> Path:
 
 def _start(cfg: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)], cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "meterlink.apps.cli", "run", "-c", str(cfg)], cwd=REPO,
                                 stdout=out, stderr=out, env={**os.environ, **(env or {})})
 
 

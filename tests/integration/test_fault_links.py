@@ -12,11 +12,11 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from gateway.config import parse_config
-from gateway.errors import LinkError, MeterTimeout
-from gateway.metrics import Liveness, make_registry
-from gateway.runtime import Gateway
-from gateway.scheduler import BACKOFF_CAP, COMMAND, LINK_BACKOFF_CAP, POLL, LinkLock
+from meterlink.core.config import parse_config
+from meterlink.core.errors import LinkError, MeterTimeout
+from meterlink.engine.gateway import Gateway
+from meterlink.engine.metrics import Liveness, make_registry
+from meterlink.engine.scheduler import BACKOFF_CAP, COMMAND, LINK_BACKOFF_CAP, POLL, LinkLock
 from tests.integration.test_scheduler import POINTS
 from tests.test_journal import log_text  # noqa: F401  (a fixture)
 
@@ -77,7 +77,7 @@ def test_link_reopen_backoff_is_capped_at_30_s_and_a_silent_meter_keeps_the_long
     for _ in range(40):  # hours of a dead device server: the exponent must not overflow either
         sched._failed(ms, LinkError("cannot open 127.0.0.1:1: connection refused"), now)
     assert ms.retry_at - now == LINK_BACKOFF_CAP == 30.0
-    ms.failures = 0
+    ms.backoff.reset()
     for _ in range(40):
         sched._failed(ms, MeterTimeout("no answer from unit 1"), now)
     assert ms.retry_at - now == BACKOFF_CAP

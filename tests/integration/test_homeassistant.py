@@ -10,10 +10,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.config import parse_config
-from gateway.profiles import profile_points
-from gateway.runtime import Gateway
-from gateway.sinks.homeassistant import classes, discovery_messages
+from meterlink.core.config import parse_config, profile_points
+from meterlink.engine.discovery import classes, discovery_messages
+from meterlink.engine.gateway import Gateway
 
 
 def test_classes_by_unit_and_obis() -> None:

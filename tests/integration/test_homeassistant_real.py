@@ -30,7 +30,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.profiles import profile_points
+from meterlink.core.config import profile_points
 from tests.simproc import REPO, meterlink_cmd, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

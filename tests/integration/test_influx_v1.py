@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway.config import parse_config
-from gateway.reading import parse_ts
-from gateway.runtime import Gateway
+from meterlink.core.config import parse_config
+from meterlink.core.reading import parse_ts
+from meterlink.engine.gateway import Gateway
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
 from tests.integration.test_sinks import _journal_rows, _raw, _until, run

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers import create_driver
-from gateway.config import parse_config
-from gateway.errors import FrameError, MeterTimeout
-from gateway.profiles import profile_points
-from gateway.reading import Quality
-from simulators.modbus import ModbusUnit
-from simulators.model import MeterModel
+from meterlink.core.config import parse_config, profile_points
+from meterlink.core.errors import FrameError, MeterTimeout
+from meterlink.core.reading import Quality
+from meterlink.core.registry import create_driver
+from meterlink.simulators.modbus import ModbusUnit
+from meterlink.simulators.model import MeterModel
 
 PROFILE = "eastron-sdm120"  # eight 2-register blocks per meter: a stale reply fits the next request's length
 SEED = 1
@@ -99,7 +98,7 @@ DLT645_PROFILE = "dlt645-generic-3phase"
 
 def test_dlt645_late_replies_never_become_another_identifiers_value(simulate, tmp_path: Path) -> None:
     """DL/T 645 frames carry address and DI: a late reply must be skipped, never read as another DI's value."""
-    from simulators.dlt645 import Dlt645Meter
+    from meterlink.simulators.dlt645 import Dlt645Meter
 
     args = [x for a in DLT645_ADDRESSES for x in ("--address", a)]
     sim = simulate("dlt645", *args, "--pty", "--freeze", "--fault", "late:0.15", "--late-delay", LATE)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.profiles import profile_points
-from simulators.modbus import ModbusUnit
-from simulators.model import MeterModel
+from meterlink.core.config import profile_points
+from meterlink.simulators.modbus import ModbusUnit
+from meterlink.simulators.model import MeterModel
 from tests.simproc import meterlink, write_config
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import parse_config
-from gateway.reading import Reading
-from gateway.runtime import Gateway
-from gateway.scheduler import next_moment
+from meterlink.core.config import parse_config
+from meterlink.core.reading import Reading
+from meterlink.engine.gateway import Gateway
+from meterlink.engine.scheduler import next_moment
 
 POINTS = [
     {"obis": "1.0.32.7.0.255", "name": "voltage_l1", "register": 0x0000, "function": "input", "type": "float32",

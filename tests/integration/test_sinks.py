@@ -20,10 +20,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.config import parse_config
-from gateway.journal import Journal
-from gateway.profiles import profile_points
-from gateway.runtime import Gateway
+from meterlink.core.config import parse_config, profile_points
+from meterlink.engine.gateway import Gateway
+from meterlink.engine.journal import Journal
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
 from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
@@ -121,7 +120,7 @@ def _vm_samples(vm: Any, gw_id: str, min_points: int = 0) -> dict[tuple[str, str
 
 
 def _expected_samples(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], Decimal]:
-    from gateway.reading import parse_ts
+    from meterlink.core.reading import parse_ts
 
     out = {}
     for doc in rows:

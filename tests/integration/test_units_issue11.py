@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from gateway.profiles import profile_points
-from simulators.dlms import make_meter
-from simulators.dlms_meter import SimClock, parse_instant
+from meterlink.core.config import profile_points
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import SimClock, parse_instant
 from tests.integration.test_dlms_read import START, _config, _json_lines, _read
 
 

@@ -1,7 +1,7 @@
 """``meterlink watch`` against a real Mosquitto: a real gateway, a gateway gone quiet, and one that died.
 
 The monitoring centre's view is checked where it matters: live values come
-from the gateway's data messages (and match its journal exactly in the CSV),
+from the meterlink's data messages (and match its journal exactly in the CSV),
 silence is flagged ``stale``, a gateway's will or a meter's status flags
 ``offline``, and old messages drained from a backlog do not overwrite newer ones.
 """
@@ -25,9 +25,9 @@ import aiomqtt
 import pytest
 from rich.console import Console
 
-from gateway.journal import Journal
-from gateway.reading import format_ts
-from gateway.watch import Monitor, parse_broker, render
+from meterlink.apps.watch import Monitor, parse_broker, render
+from meterlink.core.reading import format_ts
+from meterlink.engine.journal import Journal
 from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 P = "fleet"

@@ -22,11 +22,11 @@ from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.xdlms.data_notification import LongInvokeIdAndPriority
 from dlms_cosem.security import SecurityControlField
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr
-from drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance, DataAccessResult, RangeSelector
-from drivers.dlms.session import ASSOCIATION_LN, HLS_GMAC, LLS, NONE, Association, Security
-from simulators.dlms_acse import build_aare, parse_aarq
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr
+from meterlink.drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance, DataAccessResult, RangeSelector
+from meterlink.drivers.dlms.session import ASSOCIATION_LN, HLS_GMAC, LLS, NONE, Association, Security
+from meterlink.simulators.dlms_acse import build_aare, parse_aarq
 
 EK, AK = bytes(range(16)), bytes(range(0xD0, 0xE0))
 TITLE = b"MTL\x00\x00\x00\x00\x01"
@@ -301,8 +301,8 @@ def test_glo_initiate_request_and_response_both_ways() -> None:
     assert not dc_init.proposed_conformance.general_protection
     assert dc_init.to_bytes() == bytes(plain[:9]) + b"\x00" + bytes(plain[10:])
     # a glo-initiate-response as the simulated meter builds it, read by dlms-cosem
-    from simulators.dlms import make_meter
-    from simulators.dlms_server import ServerAssociation
+    from meterlink.simulators.dlms import make_meter
+    from meterlink.simulators.dlms_server import ServerAssociation
 
     meter = make_meter(auth="hls-gmac", frozen=True, encryption_key=EK, authentication_key=AK)
     aare = acse.ApplicationAssociationResponse.from_bytes(ServerAssociation(meter, 1).handle(assoc.aarq()) or b"")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.dlms import axdr, units
-from drivers.dlms.address import DlmsAddress, parse_address, physical_from_serial
-from drivers.dlms.axdr import Data, Tag
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlms import axdr, units
+from meterlink.drivers.dlms.address import DlmsAddress, parse_address, physical_from_serial
+from meterlink.drivers.dlms.axdr import Data, Tag
 
 _INT_TAGS = [(Tag.INTEGER, -128, 127), (Tag.UNSIGNED, 0, 255), (Tag.LONG, -32768, 32767),
              (Tag.LONG_UNSIGNED, 0, 65535), (Tag.DOUBLE_LONG, -2**31, 2**31 - 1),

@@ -1,7 +1,7 @@
 """Issue 11 items 7-14: DLMS/COSEM correctness, each defect pinned by a test that failed before its fix.
 
 The client side runs against the simulated meter's application layer
-(:class:`simulators.dlms_server.ServerAssociation`) APDU by APDU, as in
+(:class:`meterlink.simulators.dlms_server.ServerAssociation`) APDU by APDU, as in
 ``test_session.py``; push frames go through the sans-io assembler.
 """
 
@@ -20,19 +20,19 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from dlms_cosem.security import SecurityControlField, encrypt, gmac
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr, hdlc
-from drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance
-from drivers.dlms.driver import DlmsDriver, _Plan
-from drivers.dlms.push import PushAssembler, decipher, encipher, notification_values
-from drivers.dlms.session import HLS_GMAC, AssociationRefused, Security, Session
-from gateway.config import ConfigProblems, parse_config
-from gateway.driver import PointResult
-from gateway.errors import FrameError
-from gateway.reading import Quality
-from simulators.dlms import make_meter
-from simulators.dlms_meter import LOAD_PROFILE, SimClock, SimMeter, parse_instant
-from simulators.dlms_push import push_frames
+from meterlink.core.config import ConfigProblems, parse_config
+from meterlink.core.driver import PointResult
+from meterlink.core.errors import FrameError
+from meterlink.core.reading import Quality
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr, hdlc
+from meterlink.drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance
+from meterlink.drivers.dlms.driver import DlmsDriver, _Plan
+from meterlink.drivers.dlms.push import PushAssembler, decipher, encipher, notification_values
+from meterlink.drivers.dlms.session import HLS_GMAC, AssociationRefused, Security, Session
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import LOAD_PROFILE, SimClock, SimMeter, parse_instant
+from meterlink.simulators.dlms_push import push_frames
 from tests.drivers.dlms.test_session import MemoryChannel
 
 EK, AK, BK = bytes(range(16)), bytes(range(0xD0, 0xE0)), bytes(range(0x40, 0x50))
@@ -312,7 +312,7 @@ def test_hdlc_address_size_without_physical_is_refused(size: int) -> None:
 
 def test_kamstrup_ct_meter_currents_and_energies() -> None:
     """amshan ``amshan/kamstrup.py``: a CT meter (type 685...) sends currents in mA; energies are 0.01 kWh."""
-    from drivers.dlms.push import _push_value
+    from meterlink.drivers.dlms.push import _push_value
 
     pairs = [("1.1.96.1.1.255", axdr.visible("6851121BN243101040")), ("1.1.31.7.0.255",
              axdr.integer(axdr.Tag.DOUBLE_LONG_UNSIGNED, 5640)), ("1.1.1.8.0.255",
@@ -333,7 +333,7 @@ def test_kamstrup_ct_meter_currents_and_energies() -> None:
 
 
 def test_profile_record_values_go_out_under_their_historical_code() -> None:
-    from drivers.dlms.driver import _record_obis
+    from meterlink.drivers.dlms.driver import _record_obis
 
     assert _record_obis("1.0.1.8.0.255") == "1.0.1.8.0.126"
     assert _record_obis("1.0.1.8.0.101") == "1.0.1.8.0.101"  # already a billing period's value: its own code
@@ -358,8 +358,8 @@ def test_unciphered_aare_conformance_is_read_as_the_meter_sent_it() -> None:
     Table 65, user-information [30] holding the InitiateResponse)."""
     from dlms_cosem.protocol import xdlms
 
-    from drivers.dlms.session import Association
-    from simulators.dlms_acse import build_aare
+    from meterlink.drivers.dlms.session import Association
+    from meterlink.simulators.dlms_acse import build_aare
 
     initiate = ap.initiate_response(AARE_CONFORMANCE, 0x0200)
     assert xdlms.InitiateResponse.from_bytes(initiate).to_bytes() != initiate  # what dlms-cosem loses

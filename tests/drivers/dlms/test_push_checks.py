@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.dlms import hdlc, units
-from drivers.dlms.push import PushAssembler, notification_values
-from gateway.config import ConfigProblems, parse_config
-from simulators.dlms import make_meter
-from simulators.dlms_meter import SimClock, parse_instant
-from simulators.dlms_push import push_frames
+from meterlink.core.config import ConfigProblems, parse_config
+from meterlink.drivers.dlms import hdlc, units
+from meterlink.drivers.dlms.push import PushAssembler, notification_values
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import SimClock, parse_instant
+from meterlink.simulators.dlms_push import push_frames
 
 EK, AK = bytes(range(16)), bytes(range(0xD0, 0xE0))
 
@@ -107,8 +107,8 @@ def test_dlms_serial_link_keeps_its_line_settings() -> None:
     cfg = parse_config({"links": {"l": SERIAL}, "meters": {"m": {"link": "l", "protocol": "dlms", "address": {},
                                                                  "profile": "dlms-generic-1phase"}}})
     assert cfg.links["l"].baudrate == 2400 and cfg.links["l"].parity == "E"  # E450-class 2400 8E1
-    from drivers.dlms.driver import DlmsDriver
-    from drivers.transport import Line
+    from meterlink.drivers.dlms.driver import DlmsDriver
+    from meterlink.drivers.transport import Line
 
     link = DlmsDriver(cfg.links["l"])._byte_link()
     assert link.endpoint.is_serial

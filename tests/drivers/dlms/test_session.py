@@ -1,4 +1,4 @@
-"""The client association (:mod:`drivers.dlms.session`) against the simulated meter's server, APDU by APDU.
+"""The client association (:mod:`meterlink.drivers.dlms.session`) against the simulated meter's server, APDU by APDU.
 
 No bytes on a wire here: a channel hands each request APDU to the simulator's
 :class:`ServerAssociation` and returns its answer, so association, ciphering,
@@ -12,14 +12,14 @@ import itertools
 
 import pytest
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr
-from drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
-from drivers.dlms.link import SessionLost
-from drivers.dlms.session import HLS_GMAC, LLS, AssociationRefused, ObjectError, Security, Session
-from simulators.dlms import make_meter
-from simulators.dlms_meter import LOAD_PROFILE, SimClock, SimMeter
-from simulators.dlms_server import DROP, ServerAssociation
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr
+from meterlink.drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
+from meterlink.drivers.dlms.link import SessionLost
+from meterlink.drivers.dlms.session import HLS_GMAC, LLS, AssociationRefused, ObjectError, Security, Session
+from meterlink.simulators.dlms import make_meter
+from meterlink.simulators.dlms_meter import LOAD_PROFILE, SimClock, SimMeter
+from meterlink.simulators.dlms_server import DROP, ServerAssociation
 
 EK, AK = bytes(range(16)), bytes(range(0xD0, 0xE0))
 

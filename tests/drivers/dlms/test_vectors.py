@@ -18,12 +18,12 @@ import pytest
 from dlms_cosem.protocol import acse
 from dlms_cosem.security import SecurityControlField, decrypt
 
-from drivers.dlms import apdu as ap
-from drivers.dlms import axdr, hdlc
-from drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance, DataAccessResult
-from drivers.dlms.push import notification_values
-from drivers.dlms.session import LLS, Association, AssociationRefused, Security
-from simulators.dlms_acse import build_aare, parse_aarq
+from meterlink.drivers.dlms import apdu as ap
+from meterlink.drivers.dlms import axdr, hdlc
+from meterlink.drivers.dlms.apdu import AttributeRef, AttributeRequest, Conformance, DataAccessResult
+from meterlink.drivers.dlms.push import notification_values
+from meterlink.drivers.dlms.session import LLS, Association, AssociationRefused, Security
+from meterlink.simulators.dlms_acse import build_aare, parse_aarq
 
 VECTORS = Path(__file__).parent / "vectors"
 FRAMES = tomllib.loads((VECTORS / "hdlc.toml").read_text())["frame"]
@@ -238,7 +238,7 @@ def test_aare_vector(v: dict[str, Any]) -> None:
 
 
 def parse_tlvs_user_information(raw: bytes) -> bytes:
-    from simulators.dlms_acse import parse_tlvs
+    from meterlink.simulators.dlms_acse import parse_tlvs
 
     return parse_tlvs(parse_tlvs(parse_tlvs(raw)[0x61])[0xBE])[0x04]
 
@@ -328,7 +328,7 @@ def test_ciphered_vector(v: dict[str, Any]) -> None:
 
 def test_green_book_hls_gmac_example() -> None:
     """Green Book HLS-GMAC example: f(StoC) = SC 10 || IC 00000001 || GMAC = 1A52FE7DD3E72748973C1E28."""
-    from simulators.dlms_meter import SimMeter  # noqa: F401 - the simulated meter checks the same value
+    from meterlink.simulators.dlms_meter import SimMeter  # noqa: F401 - the simulated meter checks the same value
 
     sec = Security(mechanism="hls-gmac", **KEYS, client_title=_hex("4D 4D 4D 00 00 00 00 01"))
     counters = iter([1, 2])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from drivers.dlt645.codec import BadFrame, Frame, decode
+from meterlink.drivers.dlt645.codec import BadFrame, Frame, decode
 
 
 def feed(chunks: Iterable[bytes]) -> tuple[list[Frame], list[BadFrame], bytes]:

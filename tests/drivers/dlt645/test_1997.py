@@ -22,11 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.dlt645 import codec, codec1997, dis, dis1997
-from drivers.dlt645.codec import FORMATS, Frame, decode, encode_frame
-from gateway.config import ConfigProblems, parse_config
-from gateway.errors import FrameError, MeterRejected
-from gateway.profiles import profile_points
+from meterlink.core.config import ConfigProblems, parse_config, profile_points
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.dlt645 import codec, codec1997, dis, dis1997
+from meterlink.drivers.dlt645.codec import FORMATS, Frame, decode, encode_frame
 from tests.drivers.dlt645.support import byte_by_byte, feed
 
 VECTOR_DIR = Path(__file__).parent / "vectors" / "1997"

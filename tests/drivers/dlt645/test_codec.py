@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from drivers.dlt645.codec import (
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.dlt645.codec import (
     BAUD_RATE_CODES,
     BROADCAST_ADDRESS,
     WILDCARD_ADDRESS,
@@ -33,7 +34,6 @@ from drivers.dlt645.codec import (
     read_request,
     time_sync_request,
 )
-from gateway.errors import FrameError, MeterRejected
 from tests.drivers.dlt645.support import byte_by_byte, feed
 
 METER = "123456789012"

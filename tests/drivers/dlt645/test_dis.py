@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from drivers.dlt645.codec import FORMATS
-from drivers.dlt645.dis import (
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt645.codec import FORMATS
+from meterlink.drivers.dlt645.dis import (
     DAILY_FROZEN_RECORDS,
     DATA_ITEMS,
     block_members,
@@ -20,7 +21,6 @@ from drivers.dlt645.dis import (
     item_length,
     lookup,
 )
-from gateway.errors import FrameError
 
 UNITS = {"kWh", "kvarh", "V", "A", "kW", "kvar", "Hz", ""}
 

@@ -9,8 +9,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.dlt645 import dis
-from drivers.dlt645.codec import (
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.dlt645 import dis
+from meterlink.drivers.dlt645.codec import (
     FORMATS,
     MAX_DATA_LEN,
     Frame,
@@ -22,7 +23,6 @@ from drivers.dlt645.codec import (
     parse_read_address_reply,
     parse_read_reply,
 )
-from gateway.errors import FrameError, MeterRejected
 from tests.drivers.dlt645.support import byte_by_byte, feed
 
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from drivers.dlt645 import dis
-from drivers.dlt645.codec import (
+from meterlink.core.errors import MeterRejected
+from meterlink.drivers.dlt645 import dis
+from meterlink.drivers.dlt645.codec import (
     FORMATS,
     Frame,
     Function,
@@ -39,7 +40,6 @@ from drivers.dlt645.codec import (
     read_request,
     time_sync_request,
 )
-from gateway.errors import MeterRejected
 from tests.drivers.dlt645.support import byte_by_byte, feed
 
 VECTOR_DIR = Path(__file__).parent / "vectors"

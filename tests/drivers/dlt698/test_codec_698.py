@@ -13,13 +13,13 @@ from dlt698.protocol import link as ref_link
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.dlms.hdlc import fcs16
-from drivers.dlt698 import apdu as A
-from drivers.dlt698 import data as D
-from drivers.dlt698 import frame as F
-from drivers.dlt698 import oads
-from drivers.dlt698.data import Data, DataType, Oad
-from gateway.errors import FrameError, MeterRejected
+from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.drivers.crc import crc16_x25 as fcs16
+from meterlink.drivers.dlt698 import apdu as A
+from meterlink.drivers.dlt698 import data as D
+from meterlink.drivers.dlt698 import frame as F
+from meterlink.drivers.dlt698 import oads
+from meterlink.drivers.dlt698.data import Data, DataType, Oad
 
 METER = F.ServerAddress(address="000000000012")
 
@@ -203,7 +203,7 @@ def test_oad_key_parser() -> None:
 
 
 def test_oad_table_uses_the_dlt645_obis_of_the_same_quantity() -> None:
-    from drivers.dlt645 import dis
+    from meterlink.drivers.dlt645 import dis
 
     checked = 0
     for row in oads.OADS.values():

@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from drivers.dlt698 import apdu as A
-from drivers.dlt698.data import Data, DataType, Oad, structure
-from drivers.dlt698.driver import MAX_APDU, _chunks, answers, number
-from drivers.dlt698.points import PointProblem, check_point, default_obis
-from gateway.errors import FrameError
+from meterlink.core.errors import FrameError
+from meterlink.drivers.dlt698 import apdu as A
+from meterlink.drivers.dlt698.data import Data, DataType, Oad, structure
+from meterlink.drivers.dlt698.driver import MAX_APDU, _chunks, answers, number
+from meterlink.drivers.dlt698.points import PointProblem, check_point, default_obis
 
 V1, V2 = Oad(0x2000, 2, 1), Oad(0x2000, 2, 2)
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import dlt698.codec as ref
 
-from drivers.dlt698 import apdu as A
-from drivers.dlt698 import data as D
-from drivers.dlt698 import frame as F
-from drivers.dlt698.data import Data, DataType, Oad, Selector
-from simulators.dlt698 import Dlt698Bus, Dlt698Meter
+from meterlink.drivers.dlt698 import apdu as A
+from meterlink.drivers.dlt698 import data as D
+from meterlink.drivers.dlt698 import frame as F
+from meterlink.drivers.dlt698.data import Data, DataType, Oad, Selector
+from meterlink.simulators.dlt698 import Dlt698Bus, Dlt698Meter
 
 NOW = datetime(2024, 5, 6, 12, 7, 30)
 

@@ -16,8 +16,8 @@ from typing import Any
 import dlt698.codec as ref
 import pytest
 
-from drivers.dlt698 import apdu as A
-from drivers.dlt698 import frame as F
+from meterlink.drivers.dlt698 import apdu as A
+from meterlink.drivers.dlt698 import frame as F
 
 VECTORS = sorted((Path(__file__).parent / "vectors").glob("*.toml"))
 

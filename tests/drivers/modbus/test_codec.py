@@ -15,8 +15,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pymodbus.framer.rtu import FramerRTU
 
-from drivers.modbus import codec
-from drivers.modbus.codec import (
+from meterlink.core.errors import FrameError
+from meterlink.drivers.modbus import codec
+from meterlink.drivers.modbus.codec import (
     ExceptionResponse,
     ImpossibleValue,
     ReadRequest,
@@ -31,7 +32,6 @@ from drivers.modbus.codec import (
     encode_tcp,
     encode_value,
 )
-from gateway.errors import FrameError
 
 VECTORS = tomllib.loads((Path(__file__).parent / "vectors.toml").read_text())
 

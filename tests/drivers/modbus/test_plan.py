@@ -5,13 +5,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modbus.plan import plan_blocks, split_block
-from gateway.config import Point
-from gateway.profiles import profile_points
+from meterlink.core.config import profile_points
+from meterlink.drivers.modbus.plan import plan_blocks, split_block
+from meterlink.drivers.modbus.schema import ModbusPoint
 
 
-def _point(reg: int, type_: str = "float32", function: str = "input") -> Point:
-    return Point(obis=f"1.0.{reg % 256}.{reg // 256}.0.255", name=f"p{reg}", unit="V", interval=10,
+def _point(reg: int, type_: str = "float32", function: str = "input") -> ModbusPoint:
+    return ModbusPoint(obis=f"1.0.{reg % 256}.{reg // 256}.0.255", name=f"p{reg}", unit="V", interval=10,
                  register=reg, function=function, type=type_)
 
 

@@ -7,18 +7,18 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block, wire_registers
-from gateway.config import Point
-from gateway.profiles import profile_points
+from meterlink.core.config import profile_points
+from meterlink.drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block, wire_registers
+from meterlink.drivers.modbus.schema import ModbusPoint
 
 
-def _point(reg: int, words: int = 2) -> Point:
+def _point(reg: int, words: int = 2) -> ModbusPoint:
     type_ = {1: "uint16", 2: "float32", 4: "float64"}[words]
-    return Point(obis=f"1.0.{reg % 256}.{reg // 256}.0.255", name=f"p{reg}", unit="V", interval=10,
+    return ModbusPoint(obis=f"1.0.{reg % 256}.{reg // 256}.0.255", name=f"p{reg}", unit="V", interval=10,
                  register=reg, function="input", type=type_)
 
 
-def _cheapest(points: list[Point], overhead: float, max_registers: int) -> float:
+def _cheapest(points: list[ModbusPoint], overhead: float, max_registers: int) -> float:
     """Brute force over every split of the sorted points into consecutive blocks."""
     pts = sorted(points, key=lambda p: (p.register or 0, p.words))
     best = float("inf")
