@@ -79,8 +79,7 @@ def main(quick: bool = False, readings: int | None = None) -> dict[str, float]:
             results[name] = rate
             print(f"backlog drain {name:9s}: {n:,} readings in {elapsed:6.2f} s = {rate:9,.0f} readings/s "
                   f"({rate / GOAL:.2f} x the 50,000/s goal)")
-            if isinstance(sink, InfluxSink):
-                sink.close()
+            asyncio.run(sink.stop())
             journal.close()
     return results
 

@@ -73,7 +73,7 @@ async def _run(tmp: Path, broker: Mosquitto, vm: VictoriaMetrics, seconds: float
         with contextlib.suppress(asyncio.CancelledError):
             await t
     await journal.stop()
-    influx.close()
+    await influx.stop()
     journal.close()
     return {"journaled": offered[0] / elapsed, "mqtt": delivered[0] / elapsed, "influxdb": delivered[1] / elapsed,
             "backlog_mqtt": backlog["mqtt"], "backlog_influxdb": backlog["influxdb"], "seconds": elapsed}

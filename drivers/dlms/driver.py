@@ -48,7 +48,7 @@ from meterlink.core.config import Link, Meter, Point, SerialLinkConfig
 from meterlink.core.driver import LinkCounters, PointResult, Store
 from meterlink.core.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
 from meterlink.core.meterclock import zone_info
-from meterlink.core.reading import Quality, historical_obis
+from meterlink.core.reading import Quality, UnitMismatch, historical_obis
 from meterlink.core.secrets import read_secret
 from meterlink.drivers.dlms import apdu as ap
 from meterlink.drivers.dlms import axdr, units
@@ -184,7 +184,7 @@ class DlmsDriver:
             if self._tcp and self._bytes is not None:
                 await self._bytes.close()
             if isinstance(exc, MeterRejected) and st.security.ciphered:
-                raise type(exc)(f"{exc} (check enc_key, auth_key and client_system_title)", exc.code) from None
+                raise MeterRejected(f"{exc} (check enc_key, auth_key and client_system_title)", exc.code) from None
             raise
         self._session, self._session_meter = session, meter.id
         self._session_used = time.monotonic()
@@ -353,7 +353,7 @@ class _Plan:
             value = units.scale(value, scaler)
             try:
                 value, unit = units.convert(value, unit, p.unit)
-            except units.UnitMismatch as exc:
+            except UnitMismatch as exc:
                 raise ValueError(str(exc)) from None
             if cls == EXTENDED_REGISTER and p.attribute == 2:
                 with contextlib.suppress(ObjectError, FrameError, ValueError):

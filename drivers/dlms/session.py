@@ -31,7 +31,7 @@ from dlms_cosem import enumerations
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.security import SecurityControlField, decrypt, encrypt, gmac
 
-from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.core.errors import FrameError, MeterlinkError, MeterRejected
 from meterlink.drivers.dlms import apdu as ap
 from meterlink.drivers.dlms import axdr
 from meterlink.drivers.dlms.apdu import AttributeRequest, Conformance, DataAccessResult
@@ -271,7 +271,7 @@ class Association:
         return bytes(acse.ReleaseRequest(reason=enumerations.ReleaseRequestReason.NORMAL).to_bytes())
 
 
-class ObjectError(Exception):
+class ObjectError(MeterlinkError):
     """A per-attribute GET failure: the meter answered with a data-access-result."""
 
     def __init__(self, result: DataAccessResult | int) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from meterlink.core.reading import convert_unit
+
 # Blue Book ed. 12, 4.3.2, Table 4 "Enumerated values for physical units" (the ones electricity meters use,
 # and the rest by their symbol)
 DLMS_UNITS: dict[int, str] = {
@@ -29,22 +31,9 @@ CODES: dict[str, int] = {"W": 27, "VA": 28, "var": 29, "Wh": 30, "VAh": 31, "var
                          "°": 8, "s": 7, "%": 56, "": 255}
 
 # unit -> (base unit, power of ten): the multiples a point may ask for
-_MULTIPLES: dict[str, tuple[str, int]] = {}
-for _base in ("Wh", "varh", "VAh", "W", "var", "VA", "V", "A", "Hz", "s", "°", "%", ""):
-    _MULTIPLES[_base] = (_base, 0)
-for _base in ("Wh", "varh", "VAh", "W", "var", "VA", "V"):
-    _MULTIPLES["k" + _base] = (_base, 3)
-for _base in ("Wh", "varh", "W", "var", "VA"):
-    _MULTIPLES["M" + _base] = (_base, 6)
-
-
 def unit_text(code: int) -> str:
     """The symbol of a DLMS unit code; an unknown code is shown as such rather than guessed."""
     return DLMS_UNITS.get(code, f"unit {code}")
-
-
-class UnitMismatch(ValueError):
-    """The meter reports a unit the point cannot be converted to (a profile that names the wrong object)."""
 
 
 def scale(raw: Decimal, scaler: int) -> Decimal:
@@ -55,16 +44,11 @@ def scale(raw: Decimal, scaler: int) -> Decimal:
 def convert(value: Decimal, meter_unit: str, point_unit: str) -> tuple[Decimal, str]:
     """``value`` in ``meter_unit`` as the point's unit; an empty point unit takes the meter's.
 
-    Raises :class:`UnitMismatch` when the two are not multiples of one base unit.
+    Raises :class:`meterlink.core.reading.UnitMismatch` when the two are not multiples of one base unit.
     """
     if point_unit == "" and meter_unit != "":
         return value, meter_unit
-    if point_unit == meter_unit:
-        return value, point_unit
-    have, want = _MULTIPLES.get(meter_unit), _MULTIPLES.get(point_unit)
-    if have is None or want is None or have[0] != want[0]:
-        raise UnitMismatch(f"the meter reports {meter_unit or 'no unit'}, the point is in {point_unit or 'no unit'}")
-    return plain(value.scaleb(have[1] - want[1])), point_unit
+    return plain(convert_unit(value, meter_unit, point_unit)), point_unit
 
 
 def plain(d: Decimal) -> Decimal:

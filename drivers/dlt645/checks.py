@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from meterlink.core.errors import MeterlinkError
 from meterlink.drivers.dlt645 import codec1997, dis1997
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ DEFAULT_BAUDRATE: Final = {"2007": 2400, "1997": 1200}
 """The editions' default line rates, both 8E1: DL/T 645-2007 "缺省速率 2400bps", the 1997 edition's meters 1200."""
 
 
-class PointProblem(ValueError):
+class PointProblem(MeterlinkError, ValueError):
     """A point that cannot be read as written; ``key`` is the point key to fix (di or unit)."""
 
     def __init__(self, key: str, message: str) -> None:

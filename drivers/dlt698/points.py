@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
-from meterlink.core.errors import FrameError
+from meterlink.core.errors import FrameError, MeterlinkError
 from meterlink.core.reading import UnitMismatch, convert_unit
 from meterlink.drivers.dlt698.oads import lookup, parse_oad
 
@@ -23,7 +23,7 @@ SPECIAL: Final = {
 }
 
 
-class PointProblem(ValueError):
+class PointProblem(MeterlinkError, ValueError):
     """A point that cannot be read as written; ``key`` is the point key to fix (oad or unit)."""
 
     def __init__(self, key: str, message: str) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from meterlink.core.errors import FrameError
+from meterlink.core.errors import FrameError, MeterlinkError
 from meterlink.core.reading import float32_decimal, float64_decimal
 from meterlink.drivers.crc import crc16_modbus
 
@@ -260,7 +260,7 @@ def decode_tcp_response(buf: bytes) -> tuple[int, Response | None]:
 
 # --- values --------------------------------------------------------------------
 
-class ImpossibleValue(ValueError):
+class ImpossibleValue(MeterlinkError, ValueError):
     """Registers that decode to NaN or infinity: the meter answered, but with nonsense."""
 
 

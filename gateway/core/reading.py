@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from meterlink.core.errors import MeterlinkError
+
 
 class Quality(enum.StrEnum):
     GOOD = "good"
@@ -123,10 +125,11 @@ _MULTIPLES: dict[str, tuple[str, int]] = {
     "var": ("var", 0), "kvar": ("var", 3), "Mvar": ("var", 6),
     "VA": ("VA", 0), "kVA": ("VA", 3), "MVA": ("VA", 6),
     "V": ("V", 0), "kV": ("V", 3), "A": ("A", 0), "mA": ("A", -3), "Hz": ("Hz", 0), "s": ("s", 0),
+    "°": ("°", 0), "%": ("%", 0), "": ("", 0),
 }
 
 
-class UnitMismatch(ValueError):
+class UnitMismatch(MeterlinkError, ValueError):
     """The meter reports a unit that is no multiple of the point's (the point names the wrong object)."""
 
 

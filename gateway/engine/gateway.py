@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from meterlink import __version__
 from meterlink.core import logs
@@ -29,6 +28,7 @@ from meterlink.core.registry import create_driver
 from meterlink.engine.commands import CommandError, Request
 from meterlink.engine.journal import Journal, JournalError, JournalFull
 from meterlink.engine.scheduler import LinkScheduler, MeterState, to_readings
+from meterlink.engine.sinks import Sink
 
 BOUNDS_EVERY = 5.0  # seconds between journal bound checks
 READ_NOW_COMMIT_WAIT = 2.0  # seconds a call-up read waits for its commit before it answers anyway
@@ -66,7 +66,7 @@ class Gateway:
         self.started = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
-        self.sinks: list[Any] = []
+        self.sinks: list[Sink] = []
         self.link_tasks: dict[str, LinkTaskState] = {lid: LinkTaskState() for lid in self.schedulers}
 
     @property
@@ -245,8 +245,7 @@ class Gateway:
 
     async def stop(self) -> None:
         for sink in self.sinks:
-            if hasattr(sink, "publish_offline"):
-                await sink.publish_offline()
+            await sink.stop()
         for t in self._tasks:  # stop polling first; the journal then commits what was acquired
             if t.get_name().endswith("].poll"):
                 t.cancel()
@@ -254,15 +253,18 @@ class Gateway:
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await t
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # a task that failed while stopping: say so, and stop the rest
+                logs.warning("task failed while stopping", task=t.get_name(), error=repr(exc)[:300])
         self._tasks.clear()
         for sched in self.schedulers.values():
-            with contextlib.suppress(Exception):
+            try:
                 await sched.close()
-        for sink in self.sinks:
-            if hasattr(sink, "close"):
-                sink.close()
+            except Exception as exc:
+                logs.warning("closing a link failed while stopping", link=sched.link.id, error=repr(exc)[:300])
         self.journal.close()
         logs.info("gateway stopped", gateway=self.id)
 

@@ -8,6 +8,7 @@ the gateway dies in between, the rows are delivered again (at least once).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -17,3 +18,16 @@ class SinkCounters:
     failures: int = 0
     connected: bool = False
     last_error: str | None = None
+
+
+class Sink(Protocol):
+    """What the gateway needs of a sink: a name (its journal cursor), counters, a run loop, a clean stop."""
+
+    name: str
+    counters: SinkCounters
+
+    async def run(self) -> None:
+        """Deliver journaled rows for good: reconnect on failure, never end on its own."""
+
+    async def stop(self) -> None:
+        """On a clean stop: say so outside (MQTT's offline status), then let go of connections."""

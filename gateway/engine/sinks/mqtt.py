@@ -213,12 +213,14 @@ class MqttSink:
         logs.info("command", command=command[:64], ok='"ok": true' in text[:80])
         await client.publish(f"{self.prefix}/cmd/{command}/result", text, qos=1)
 
-    async def publish_offline(self) -> None:
+    async def stop(self) -> None:
         """On a clean stop, say so ourselves (the will only fires on an unclean disconnect)."""
         if self._client is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._client.publish(f"{self.prefix}/status", self._gateway_status(False), qos=1,
                                            retain=True, timeout=2)
+            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+                logs.warning("mqtt: could not publish the offline status on stop", error=_reason(exc))
 
 
 # CONNACK codes that mean "your credentials": MQTT 5 reason codes (3.1.1 return codes 4 and 5 map onto them)

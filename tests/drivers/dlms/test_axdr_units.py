@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterlink.core.errors import FrameError
+from meterlink.core.reading import UnitMismatch
 from meterlink.drivers.dlms import axdr, units
 from meterlink.drivers.dlms.address import DlmsAddress, parse_address, physical_from_serial
 from meterlink.drivers.dlms.axdr import Data, Tag
@@ -99,7 +100,7 @@ def test_scaler_and_unit_conversion_is_exact(raw: int, scaler: int, meter_unit: 
 
 
 def test_unit_mismatch() -> None:
-    with pytest.raises(units.UnitMismatch, match="reports V, the point is in A"):
+    with pytest.raises(UnitMismatch, match="reports V, the point is in A"):
         units.convert(Decimal(1), "V", "A")
     assert units.unit_text(30) == "Wh" and units.unit_text(255) == "" and units.unit_text(200) == "unit 200"
 
