@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from meterlink.core.reading import Quality, Reading
-from meterlink.engine.journal import Batch, data_message
-from meterlink.engine.sinks.influx import batch_lines
+from meterlink.engine.journal import Message, data_message
+from meterlink.engine.sinks.influx import message_lines
 
 TS = datetime(2026, 11, 27, 2, 15, 0, 12000, tzinfo=UTC)
 
 
-def _batch(readings: list[Reading]) -> Batch:
+def _batch(readings: list[Reading]) -> Message:
     payload = data_message("gw 01", "m,1", 1, TS, readings)
-    return Batch(1, "m,1", 1, TS.timestamp(), len(readings), payload)
+    return Message(1, "m,1", 1, TS.timestamp(), len(readings), payload)
 
 
 def _r(obis: str, value: str | None, unit: str, **kw: object) -> Reading:
@@ -23,17 +23,17 @@ def _r(obis: str, value: str | None, unit: str, **kw: object) -> Reading:
 
 
 def test_tags_fields_time_and_escaping() -> None:
-    lines = batch_lines(_batch([_r("1.0.1.8.0.255", "1234.56", "kWh")]), "meter", 1000)
+    lines = message_lines(_batch([_r("1.0.1.8.0.255", "1234.56", "kWh")]), "meter", 1000)
     assert lines == ["meter,gateway=gw\\ 01,meter=m\\,1,obis=1.0.1.8.0.255,unit=kWh value=1234.56 1795745700012"]
 
 
 def test_meter_ts_wins_and_dimensionless_has_no_unit_tag() -> None:
     mts = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
-    lines = batch_lines(_batch([_r("1.0.13.7.0.255", "0.95", "", meter_ts=mts)]), "energy", 1)
+    lines = message_lines(_batch([_r("1.0.13.7.0.255", "0.95", "", meter_ts=mts)]), "energy", 1)
     assert lines == [f"energy,gateway=gw\\ 01,meter=m\\,1,obis=1.0.13.7.0.255 value=0.95 {int(mts.timestamp())}"]
 
 
 def test_invalid_readings_are_not_written_and_integers_stay_floats() -> None:
-    lines = batch_lines(_batch([_r("1.0.1.8.0.255", None, "kWh", quality=Quality.INVALID, error="x"),
+    lines = message_lines(_batch([_r("1.0.1.8.0.255", None, "kWh", quality=Quality.INVALID, error="x"),
                                 _r("1.0.14.7.0.255", "50", "Hz")]), "meter", 1000)
     assert len(lines) == 1 and " value=50 " in lines[0]  # no 'i' suffix: line protocol takes 50 as a float

@@ -52,7 +52,7 @@ def test_seq_per_meter_survives_reopen(tmp_path: Path) -> None:
     j.close()
     j = Journal(tmp_path, "gw").open()
     assert j.append_many([("a", ts, _readings("a", "4"))]) == [3]
-    msgs = [b.message() for b in j.iter_batches("a")]
+    msgs = [b.as_dict() for b in j.iter_messages("a")]
     assert [m["seq"] for m in msgs] == [1, 2, 3]
     assert msgs[2]["readings"][0]["value"] == Decimal("4")  # type: ignore[index]
     assert msgs[0]["gateway"] == "gw" and msgs[0]["meter"] == "a"
@@ -62,7 +62,7 @@ def test_seq_per_meter_survives_reopen(tmp_path: Path) -> None:
 def test_payload_is_the_contract_data_message(tmp_path: Path) -> None:
     j = Journal(tmp_path, "gw-01").open()
     j.append_many([("m-0001", datetime(2026, 11, 27, 2, 15, 0, 12000, tzinfo=UTC), _readings("m-0001", "1234.56"))])
-    (b,) = j.batches()
+    (b,) = j.messages()
     doc = json.loads(b.payload)
     assert list(doc) == ["gateway", "meter", "epoch", "seq", "ts", "readings"]  # CONTRACT section 6, in order
     assert doc["ts"] == "2026-11-27T02:15:00.012Z" and doc["seq"] == 1
@@ -94,7 +94,7 @@ def test_cursor_only_moves_forward(tmp_path: Path) -> None:
     j.set_cursor("mqtt", 3)
     j.set_cursor("mqtt", 2)
     assert j.cursor("mqtt") == 3 and j.backlog("mqtt") == 2
-    assert [b.seq for b in j.batches(after_id=j.cursor("mqtt"))] == [4, 5]
+    assert [b.seq for b in j.messages(after_id=j.cursor("mqtt"))] == [4, 5]
     j.close()
 
 
@@ -128,7 +128,7 @@ def test_bound_drops_delivered_rows_first_then_counts_undelivered(tmp_path: Path
         appended += 1
         assert j.used_bytes() <= j.max_bytes
     counts = j.counts()
-    first = j.batches(0, 1)[0].id
+    first = j.messages(0, 1)[0].id
     assert first > 2, "rows every sink took must go before undelivered ones"
     assert counts["dropped"] == (first - 1) - 2, "the drop counter counts exactly the undelivered rows dropped"
     assert counts["rows"] == appended - (first - 1)
@@ -140,7 +140,7 @@ def test_age_bound(tmp_path: Path) -> None:
     old = datetime(2020, 1, 1, tzinfo=UTC)
     j.append_many([("a", old, _readings("a", "1")), ("a", datetime.now(UTC), _readings("a", "2"))])
     assert j.enforce_bounds() == 1  # no sink configured: the old row was never delivered
-    assert [b.seq for b in j.batches()] == [2]
+    assert [b.seq for b in j.messages()] == [2]
     assert j.counts()["dropped"] == 1
     j.close()
 
@@ -225,7 +225,7 @@ def test_garbled_journal_is_moved_aside_loudly_and_a_new_epoch_starts(tmp_path: 
     assert j.replaced is not None and j.replaced["moved_to"] == str(kept[0])
     assert j.epoch != old_epoch and j.counts()["rows"] == 0
     assert j.append_many([("a", ts, _readings("a", "1"))]) == [1]
-    assert j.batches()[0].message()["epoch"] == j.epoch
+    assert j.messages()[0].as_dict()["epoch"] == j.epoch
     j.close()
 
 
@@ -240,7 +240,7 @@ def test_wal_lost_after_an_unclean_stop_starts_a_new_epoch(tmp_path: Path, log_t
     assert j.epoch and j.epoch != old_epoch
     seq = j.append_many([("a", datetime.now(UTC), _readings("a", "9"))])[0]
     # the seq may repeat one a subscriber already has; the epoch tells the two apart
-    assert j.batches(after_id=j.counts()["last_id"] - 1)[0].message()["epoch"] == j.epoch
+    assert j.messages(after_id=j.counts()["last_id"] - 1)[0].as_dict()["epoch"] == j.epoch
     assert seq >= 1
     j.close()
     log_text.truncate(0)
@@ -341,7 +341,7 @@ def test_queue_on_a_full_disk_keeps_order_drops_oldest_and_resumes(tiny_disk: Pa
         seqs = await asyncio.gather(*futs[len(dropped):])
         assert seqs == list(range(2, 2 + len(seqs))), "seqs follow acquisition order, no gap for dropped batches"
         assert j.problem is None and j.queue_dropped == len(dropped)
-        values = [b.message()["readings"][0]["value"] for b in j.iter_batches()]  # type: ignore[index]
+        values = [b.as_dict()["readings"][0]["value"] for b in j.iter_messages()]  # type: ignore[index]
         assert values == [Decimal(0)] + [Decimal(i) for i in range(1 + len(dropped), 61)]
         await j.stop()
         j.close()

@@ -20,9 +20,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from meterlink.apps.http import HttpServer
 from meterlink.core.config import HttpConfig, parse_config
 from meterlink.engine.gateway import Gateway
-from meterlink.engine.metrics import HUNG_MIN, HttpServer, Liveness, Readiness, hung_after, make_registry
+from meterlink.engine.health import HUNG_MIN, Liveness, Readiness, hung_after
+from meterlink.engine.metrics import make_registry
 from tests.integration.test_scheduler import POINTS
 from tests.services import free_port
 

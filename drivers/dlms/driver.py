@@ -55,7 +55,7 @@ from meterlink.drivers.dlms import axdr, units
 from meterlink.drivers.dlms.address import DlmsAddress, parse_address
 from meterlink.drivers.dlms.apdu import AttributeRef, AttributeRequest, DataAccessResult, RangeSelector
 from meterlink.drivers.dlms.hdlc import HdlcAddress
-from meterlink.drivers.dlms.link import Channel, HdlcChannel, SessionLost, WrapperChannel
+from meterlink.drivers.dlms.link import ApduChannel, HdlcChannel, SessionLost, WrapperChannel
 from meterlink.drivers.dlms.push import PushListener
 from meterlink.drivers.dlms.session import DEFAULT_CLIENT_TITLE, HLS_GMAC, LLS, NONE, ObjectError, Security, Session
 from meterlink.drivers.transport import Transport, endpoint_for
@@ -71,7 +71,7 @@ MAX_REASSOCIATIONS = 5
 
 
 @dataclass
-class _MeterState:
+class DlmsMeterState:
     """What the driver learned about one meter and keeps across reads."""
 
     address: DlmsAddress
@@ -94,7 +94,7 @@ class DlmsDriver:
         self._session: Session | None = None
         self._session_meter: str | None = None
         self._session_used = 0.0
-        self._meters: dict[str, _MeterState] = {}
+        self._meters: dict[str, DlmsMeterState] = {}
         self._ic: dict[str, int] = {}
         self._push: PushListener | None = None
 
@@ -120,10 +120,10 @@ class DlmsDriver:
 
     # --- meters --------------------------------------------------------------------------
 
-    def _state(self, meter: Meter) -> _MeterState:
+    def _state(self, meter: Meter) -> DlmsMeterState:
         st = self._meters.get(meter.id)
         if st is None:
-            st = _MeterState(address=_address(meter), security=_security(meter))
+            st = DlmsMeterState(address=_address(meter), security=_security(meter))
             self._meters[meter.id] = st
         return st
 
@@ -144,7 +144,7 @@ class DlmsDriver:
         self._ic[meter.id] = current + 1
         return current
 
-    def _channel(self, meter: Meter, st: _MeterState) -> Channel:
+    def _channel(self, meter: Meter, st: DlmsMeterState) -> ApduChannel:
         transport = _transport(meter, self.link)
         link = self._byte_link()
         if transport == "wrapper":
@@ -162,7 +162,7 @@ class DlmsDriver:
         elif self._tcp and self._bytes is not None:
             await self._bytes.close()
 
-    async def _session_for(self, meter: Meter, st: _MeterState) -> tuple[Session, bool]:
+    async def _session_for(self, meter: Meter, st: DlmsMeterState) -> tuple[Session, bool]:
         """The meter's open association, reused while fresh, else a new one; ``(session, reused)``.
 
         A stale association is dropped without RLRQ: the meter has most likely
@@ -261,7 +261,7 @@ class DlmsDriver:
 class _Plan:
     """One read of one meter: which attributes to GET, and what they become."""
 
-    def __init__(self, meter: Meter, points: Sequence[Point], st: _MeterState) -> None:
+    def __init__(self, meter: Meter, points: Sequence[Point], st: DlmsMeterState) -> None:
         self.meter = meter
         self.st = st
         self.points = list(points)

@@ -336,12 +336,6 @@ class HdlcParameters:
         return cls(max_info_tx=values.get(5, DEFAULT_MAX_INFO), max_info_rx=values.get(6, DEFAULT_MAX_INFO),
                    window_tx=values.get(7, 1), window_rx=values.get(8, 1))
 
-    def mirrored(self) -> HdlcParameters:
-        """The other station's view: what one transmits the other receives."""
-        return HdlcParameters(max_info_tx=self.max_info_rx, max_info_rx=self.max_info_tx, window_tx=self.window_rx,
-                              window_rx=self.window_tx)
-
-
 def _param(pid: int, value: int, size: int) -> bytes:
     return bytes([pid, size]) + value.to_bytes(size, "big")
 

@@ -4,7 +4,7 @@ dlms-cosem's ``io`` and ``client`` block on sockets and pyserial (and its
 ``SerialIO`` cannot set parity, which an E450 on 2400 8E1 needs).  Here the
 bytes go through :class:`meterlink.drivers.transport.Transport`, the one transport of
 every protocol (line settings, echo, pause, silence after a timeout).  A
-:class:`Channel` carries one APDU request and its response over it:
+:class:`ApduChannel` carries one APDU request and its response over it:
 :class:`HdlcChannel` (IEC 62056-46: SNRM/UA, I frames, segmentation with RR,
 DISC) or :class:`WrapperChannel` (IEC 62056-47).  Timeouts are the link's;
 each waiting step gives up after it.
@@ -41,7 +41,7 @@ class SessionLost(LinkError):
 # --- channels: one APDU exchange at a time -------------------------------------------------------
 
 
-class Channel(Protocol):
+class ApduChannel(Protocol):
     link: Transport[Any]
 
     async def connect(self) -> None: ...

@@ -3,7 +3,7 @@
 :class:`Association` is sans-io: it builds request APDUs and checks response
 APDUs (ACSE through dlms-cosem's ``acse`` classes, the rest through
 :mod:`meterlink.drivers.dlms.apdu`).  :class:`Session` drives one over a
-:class:`~meterlink.drivers.dlms.link.Channel` from asyncio and adds the GET service:
+:class:`~meterlink.drivers.dlms.link.ApduChannel` from asyncio and adds the GET service:
 block transfer, GET-with-list within the negotiated PDU size.
 
 Security suite 0 (Green Book 9.2.3.4.5): AES-GCM-128, 12-byte tags, the
@@ -35,7 +35,7 @@ from meterlink.core.errors import FrameError, MeterlinkError, MeterRejected
 from meterlink.drivers.dlms import apdu as ap
 from meterlink.drivers.dlms import axdr
 from meterlink.drivers.dlms.apdu import AttributeRequest, Conformance, DataAccessResult
-from meterlink.drivers.dlms.link import Channel, SessionLost
+from meterlink.drivers.dlms.link import ApduChannel, SessionLost
 
 NONE, LLS, HLS_GMAC = "none", "lls", "hls-gmac"
 DEFAULT_CLIENT_TITLE = b"MTL\x00\x00\x00\x00\x01"  # "MTL" + 5 bytes; Green Book 4.3.4: 3-letter manufacturer id first
@@ -284,7 +284,7 @@ class Session:
 
     MAX_BLOCKS = 100_000
 
-    def __init__(self, channel: Channel, security: Security, next_ic: Callable[[], int],
+    def __init__(self, channel: ApduChannel, security: Security, next_ic: Callable[[], int],
                  on_request: Callable[[], None] | None = None) -> None:
         self.channel = channel
         self.on_request = on_request

@@ -264,12 +264,6 @@ class ImpossibleValue(MeterlinkError, ValueError):
     """Registers that decode to NaN or infinity: the meter answered, but with nonsense."""
 
 
-def words_to_bytes(words: Sequence[int], word_order: str) -> bytes:
-    """Registers are big-endian 16-bit words; ``word_order`` says which word holds the high half."""
-    ordered = words if word_order == "big" else list(reversed(words))
-    return b"".join(w.to_bytes(2, "big") for w in ordered)
-
-
 def decode_value(words: Sequence[int], type_: str, word_order: str = "big", scale: Decimal = Decimal(1)) -> Decimal:
     """Exact decimal value of a register group: floats by shortest round-trip, integers times ``scale``."""
     if len(words) != WORDS[type_]:

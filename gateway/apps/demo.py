@@ -102,7 +102,7 @@ class LiveReadings:
     def __init__(self) -> None:
         self.latest: dict[str, dict[str, Reading]] = {}
 
-    def on_batch(self, meter: str, _seq: int, readings: list[Reading]) -> None:
+    def on_message(self, meter: str, _seq: int, readings: list[Reading]) -> None:
         mine = self.latest.setdefault(meter, {})
         for r in readings:
             if is_live(r) and (r.obis not in mine or r.ts >= mine[r.obis].ts):
@@ -204,7 +204,7 @@ async def _demo(args: argparse.Namespace) -> int:
     cfg = parse_config(raw)
     gw = Gateway(cfg)
     live_readings = LiveReadings()
-    gw.batch_listeners.append(live_readings.on_batch)
+    gw.batch_listeners.append(live_readings.on_message)
     await gw.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

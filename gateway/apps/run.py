@@ -4,7 +4,7 @@ Under systemd (``systemd/meterlink.service``, ``Type=notify``) it tells the
 service manager where it is: ``READY=1`` once the configuration is valid, the
 journal open and the http listener up; ``WATCHDOG=1`` every half
 ``WatchdogSec=`` while the event loop runs and no link is hung (see
-:class:`meterlink.engine.metrics.Liveness`), so a hung gateway is restarted;
+:class:`meterlink.engine.health.Liveness`), so a hung gateway is restarted;
 ``STOPPING=1`` when a signal arrives.  Outside systemd none of this happens.
 
 A journal on a full disk at start is waited for, not given up on: the start
@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import signal
 import stat
+from typing import Any
 
 from meterlink.apps.sdnotify import Notifier, watchdog_interval
 from meterlink.core import logs
 from meterlink.core.config import Config
 from meterlink.engine.gateway import Gateway
-from meterlink.engine.metrics import HttpServer, Liveness
+from meterlink.engine.health import Liveness
 
 START_EXTEND = 30.0  # seconds each "still waiting for the journal" asks systemd to add to the start timeout
 
@@ -84,10 +85,13 @@ async def run_gateway(config: Config) -> int:
         notifier.close()
         return 0
     liveness = Liveness(gw)
-    http: HttpServer | None = None
+    http: Any = None
     watchdog: asyncio.Task[None] | None = None
     try:
         if config.http is not None:
+            # prometheus-client and the HTTP server are imported only when the configuration has http (RSS)
+            from meterlink.apps.http import HttpServer
+
             http = HttpServer(gw, config.http, liveness)
             await http.start()
         interval = watchdog_interval()

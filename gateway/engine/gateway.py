@@ -59,7 +59,7 @@ class Gateway:
             meters = [m for m in config.meters.values() if m.link == lid]
             if meters:
                 self.schedulers[lid] = LinkScheduler(link, meters, create_driver(link, self.journal), gateway=self.id,
-                                                     on_batch=self._on_batch, on_status=self._on_status)
+                                                     on_message=self._on_message, on_status=self._on_status)
         self.latest: dict[str, dict[str, Reading]] = {}
         self.batch_listeners: list[BatchListener] = []
         self.status_listeners: list[Callable[[MeterState], None]] = []
@@ -134,7 +134,7 @@ class Gateway:
         m = self.config.meters.get(meter_id)
         return None if m is None else self.schedulers[m.link].meters[meter_id]
 
-    def _on_batch(self, meter: Meter, ts: datetime, readings: list[Reading]) -> asyncio.Future[int]:
+    def _on_message(self, meter: Meter, ts: datetime, readings: list[Reading]) -> asyncio.Future[int]:
         """Hand a poll's readings to the journal's queue (never waits); listeners hear of them once committed."""
         fut = self.journal.submit(meter.id, ts, readings)
         fut.add_done_callback(lambda f: self._committed(meter, readings, f))
@@ -278,7 +278,7 @@ class Gateway:
         ts = datetime.now().astimezone()
         results = await sched.read(meter, points)  # COMMAND priority: a due poll goes first
         readings = to_readings(self.id, meter, ts, results)
-        fut = self._on_batch(meter, ts, readings)
+        fut = self._on_message(meter, ts, readings)
         # answer once the readings are on disk, as before; a failing journal must not hold the answer for long
         with contextlib.suppress(TimeoutError, JournalError):
             await asyncio.wait_for(asyncio.shield(fut), READ_NOW_COMMIT_WAIT)

@@ -92,7 +92,12 @@ class _Damaged(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
+class Message:
+    """One data message as journaled: a meter's readings of one poll (``payload``, the JSON sinks send).
+
+    The SQLite table keeps its first name, ``batches``, so journals written before stay readable.
+    """
+
     id: int
     meter: str
     seq: int
@@ -100,7 +105,7 @@ class Batch:
     n: int
     payload: str
 
-    def message(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         from decimal import Decimal
 
         return json.loads(self.payload, parse_float=Decimal)
@@ -553,7 +558,7 @@ class Journal:
     def last_seq(self, meter: str) -> int:
         return self._seq.get(meter, 0)
 
-    def batches(self, after_id: int = 0, limit: int = 1000, meter: str | None = None) -> list[Batch]:
+    def messages(self, after_id: int = 0, limit: int = 1000, meter: str | None = None) -> list[Message]:
         sql = "SELECT id, meter, seq, ts, n, payload FROM batches WHERE id > ?"
         args: list[object] = [after_id]
         if meter is not None:
@@ -562,12 +567,12 @@ class Journal:
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         with self._db_lock:
-            return [Batch(*row) for row in self.db.execute(sql, args).fetchall()]
+            return [Message(*row) for row in self.db.execute(sql, args).fetchall()]
 
-    def iter_batches(self, meter: str | None = None) -> Iterator[Batch]:
+    def iter_messages(self, meter: str | None = None) -> Iterator[Message]:
         after = 0
         while True:
-            rows = self.batches(after, 1000, meter)
+            rows = self.messages(after, 1000, meter)
             if not rows:
                 return
             yield from rows
@@ -711,5 +716,3 @@ def _pending(meter: str, ts: datetime, readings: Sequence[Reading]) -> _Pending:
     return _Pending(meter, ts, len(readings), readings_body(readings), stamps)
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)

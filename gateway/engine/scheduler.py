@@ -192,11 +192,11 @@ class LinkScheduler:
     """Polls the meters of one link; one instance per link, all links run concurrently."""
 
     def __init__(self, link: Link, meters: Sequence[Meter], driver: Driver, *, gateway: str,
-                 on_batch: BatchSink, on_status: StatusSink | None = None) -> None:
+                 on_message: BatchSink, on_status: StatusSink | None = None) -> None:
         self.link = link
         self.driver = driver
         self.gateway = gateway
-        self.on_batch = on_batch
+        self.on_message = on_message
         self.on_status = on_status
         self.state = LinkState(link)
         self.meters: dict[str, MeterState] = {}
@@ -266,7 +266,7 @@ class LinkScheduler:
         # the link goes on with the next poll while the journal commits this batch (nothing sees the
         # readings before the commit); a slow or full disk never holds the link back: the journal's
         # bounded queue takes the batch, in acquisition order
-        self.on_batch(ms.meter, ts, readings)
+        self.on_message(ms.meter, ts, readings)
 
     async def read(self, meter: Meter, points: Sequence[Point], *, priority: int = COMMAND) -> list[PointResult]:
         """One batch through the driver, holding the link; used by the poll loop and on-demand reads."""

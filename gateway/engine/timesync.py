@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any
 
 from meterlink.core import logs, meterclock
 from meterlink.core.config import Meter
 from meterlink.core.errors import MeterlinkError
 
 GUARD_MINUTES = 5
-
-
-class ClockDriver(Protocol):
-    async def read_clock(self, address: str, zone: str | None = None) -> Any: ...
-
-    async def set_clock(self, address: str | None, when: dt.datetime, zone: str | None = None) -> None: ...
 
 
 class TimeSyncRefused(MeterlinkError):

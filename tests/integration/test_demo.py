@@ -44,8 +44,8 @@ def _journal(data_dir: Path) -> dict[str, list[tuple[int, dict[str, object]]]]:
     j = Journal(data_dir, "demo", lock=False).open()
     try:
         out: dict[str, list[tuple[int, dict[str, object]]]] = {}
-        for b in j.iter_batches():
-            for r in b.message()["readings"]:
+        for b in j.iter_messages():
+            for r in b.as_dict()["readings"]:
                 out.setdefault(b.meter, []).append((b.seq, r))
         return out
     finally:

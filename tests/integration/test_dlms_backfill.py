@@ -40,7 +40,7 @@ async def _serve(meter: SimMeter) -> tuple[asyncio.Server, int]:
 def _profile_readings(data_dir: Path, meter: str) -> list[dict[str, object]]:
     j = Journal(data_dir, "gw-b", lock=False).open()
     try:
-        return [r for b in j.iter_batches(meter) for r in b.message()["readings"]  # type: ignore[union-attr]
+        return [r for b in j.iter_messages(meter) for r in b.as_dict()["readings"]  # type: ignore[union-attr]
                 if r["meter_ts"] is not None]
     finally:
         j.close()

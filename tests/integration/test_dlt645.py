@@ -150,8 +150,8 @@ def test_daily_frozen_backfill_after_three_day_gap(tmp_path: Path) -> None:
             await gw.journal.stop()
             gw.journal.start()
             stamps = []
-            for b in gw.journal.iter_batches("m"):
-                for r in b.message()["readings"]:  # type: ignore[union-attr]
+            for b in gw.journal.iter_messages("m"):
+                for r in b.as_dict()["readings"]:  # type: ignore[union-attr]
                     if r["obis"] == "1.0.1.8.0.126" and r["meter_ts"]:  # frozen: F = 126, not the live 255
                         stamps.append(dt.datetime.fromisoformat(r["meter_ts"].replace("Z", "+00:00")))
             return stamps

@@ -58,8 +58,8 @@ def _gateway(meter: Dlt645Meter, raw_meter: dict[str, Any], tmp_path: Path, read
                 counts.append(h.requests - before)
             await gw.journal.stop()
             gw.journal.start()
-            journaled = [reading_from_dict(r) for b in gw.journal.iter_batches("m")
-                         for r in b.message()["readings"]]  # type: ignore[union-attr]
+            journaled = [reading_from_dict(r) for b in gw.journal.iter_messages("m")
+                         for r in b.as_dict()["readings"]]  # type: ignore[union-attr]
             return out, counts, journaled
         finally:
             await gw.stop()

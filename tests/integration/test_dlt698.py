@@ -265,8 +265,8 @@ def test_daily_freeze_backfill_after_three_day_gap(tmp_path: Path) -> None:
             await gw.journal.stop()
             gw.journal.start()
             out = []
-            for b in gw.journal.iter_batches("m"):
-                for r in b.message()["readings"]:  # type: ignore[union-attr]
+            for b in gw.journal.iter_messages("m"):
+                for r in b.as_dict()["readings"]:  # type: ignore[union-attr]
                     if r["obis"] == "1.0.1.8.0.126":  # frozen: F = 126, not the live 255
                         assert r["quality"] == "good" and r["unit"] == "kWh", r
                         out.append((dt.datetime.fromisoformat(r["meter_ts"].replace("Z", "+00:00")),
@@ -305,7 +305,7 @@ def test_minute_freeze_curve_backfills_once(tmp_path: Path) -> None:
             await gw.journal.stop()
             gw.journal.start()
             return [dt.datetime.fromisoformat(r["meter_ts"].replace("Z", "+00:00"))
-                    for b in gw.journal.iter_batches("m") for r in b.message()["readings"]  # type: ignore[union-attr]
+                    for b in gw.journal.iter_messages("m") for r in b.as_dict()["readings"]  # type: ignore[union-attr]
                     if r["obis"] == "1.0.1.8.0.255"]
         finally:
             await gw.stop()

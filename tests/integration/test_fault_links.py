@@ -15,7 +15,8 @@ from prometheus_client import generate_latest
 from meterlink.core.config import parse_config
 from meterlink.core.errors import LinkError, MeterTimeout
 from meterlink.engine.gateway import Gateway
-from meterlink.engine.metrics import Liveness, make_registry
+from meterlink.engine.health import Liveness
+from meterlink.engine.metrics import make_registry
 from meterlink.engine.scheduler import BACKOFF_CAP, COMMAND, LINK_BACKOFF_CAP, POLL, LinkLock
 from tests.integration.test_scheduler import POINTS
 from tests.test_journal import log_text  # noqa: F401  (a fixture)

@@ -39,10 +39,10 @@ async def _run(cfg_raw: dict[str, object], seconds: float) -> tuple[Gateway, dic
     gw = Gateway(parse_config(cfg_raw))
     polls: dict[str, list[datetime]] = {}
 
-    def on_batch(meter: str, seq: int, readings: list[Reading]) -> None:
+    def on_message(meter: str, seq: int, readings: list[Reading]) -> None:
         polls.setdefault(meter, []).append(readings[0].ts)
 
-    gw.batch_listeners.append(on_batch)
+    gw.batch_listeners.append(on_message)
     await gw.start()
     await asyncio.sleep(seconds)
     await gw.stop()

@@ -105,7 +105,7 @@ async def _until(pred: Callable[[], bool], timeout: float) -> bool:
 def _journal_rows(data_dir: Path, gw_id: str) -> list[dict[str, Any]]:
     j = Journal(data_dir, gw_id, lock=False).open()
     try:
-        return [b.message() for b in j.iter_batches()]
+        return [b.as_dict() for b in j.iter_messages()]
     finally:
         j.close()
 
@@ -175,7 +175,7 @@ def test_end_to_end_every_seq_and_every_value(simulate, mosquitto, victoria_metr
     # the database holds exactly what the simulators served, tagged as CONTRACT section 7 says
     j = Journal(tmp_path / "data", gw_id, lock=False).open()
     try:
-        taken = [b.message() for b in j.iter_batches() if b.id <= delivered]
+        taken = [b.as_dict() for b in j.iter_messages() if b.id <= delivered]
     finally:
         j.close()
     expected = _expected_samples(taken)

@@ -186,7 +186,7 @@ async def _publish(port: int, messages: list[tuple[str, bytes, bool]]) -> None:
 def _journal_values(data_dir: Path, gw: str) -> dict[tuple[str, int, str], Decimal]:
     j = Journal(data_dir, gw, lock=False).open()
     try:
-        return {(b.meter, b.seq, r["obis"]): r["value"] for b in j.iter_batches() for r in b.message()["readings"]}
+        return {(b.meter, b.seq, r["obis"]): r["value"] for b in j.iter_messages() for r in b.as_dict()["readings"]}
     finally:
         j.close()
 

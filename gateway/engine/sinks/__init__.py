@@ -13,7 +13,7 @@ from typing import Protocol
 
 @dataclass(slots=True)
 class SinkCounters:
-    delivered_batches: int = 0
+    delivered_messages: int = 0
     delivered_readings: int = 0
     failures: int = 0
     connected: bool = False

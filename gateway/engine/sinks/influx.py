@@ -37,7 +37,7 @@ from meterlink.core.config import InfluxConfig
 from meterlink.core.errors import MeterlinkError
 from meterlink.core.reading import parse_ts
 from meterlink.core.secrets import read_secret
-from meterlink.engine.journal import Batch, Journal
+from meterlink.engine.journal import Journal, Message
 from meterlink.engine.sinks import SinkCounters
 
 BACKOFF_MAX = 60.0
@@ -53,7 +53,7 @@ def _measurement(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
 
 
-def batch_lines(batch: Batch, measurement: str, per_second: int) -> list[str]:
+def message_lines(batch: Message, measurement: str, per_second: int) -> list[str]:
     """The line-protocol points of one journaled data message (invalid readings have no value to write)."""
     doc = json.loads(batch.payload, parse_float=Decimal)
     gateway = _tag(doc["gateway"])
@@ -102,21 +102,21 @@ class InfluxSink:
         self._write_api.write(bucket=self.cfg.bucket, org=self.cfg.org or "-", record="\n".join(lines),
                               write_precision=self._precision)
 
-    def _next_rows(self, live_after: int) -> tuple[list[Batch], list[Batch]]:
+    def _next_rows(self, live_after: int) -> tuple[list[Message], list[Message]]:
         """Newest rows first (live load), then the oldest backlog, together at most ``batch_size`` points."""
         budget = self.cfg.batch_size
         rows = max(1, budget // 20)  # a data message holds tens of readings: fetch no more than a batch needs
-        live = self.journal.batches(live_after, rows)
-        take_live: list[Batch] = []
+        live = self.journal.messages(live_after, rows)
+        take_live: list[Message] = []
         for b in live:
             if budget - b.n < 0 and take_live:
                 break
             take_live.append(b)
             budget -= b.n
         cursor = self.journal.cursor(self.name)
-        backlog: list[Batch] = []
+        backlog: list[Message] = []
         if budget > 0 and cursor < live_after:
-            for b in self.journal.batches(cursor, rows):
+            for b in self.journal.messages(cursor, rows):
                 if b.id > live_after or (budget - b.n < 0 and backlog):
                     break
                 backlog.append(b)
@@ -136,7 +136,7 @@ class InfluxSink:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.cfg.flush_interval)
                 continue
-            lines = [line for b in backlog + live for line in batch_lines(b, self.cfg.measurement, self._per_second)]
+            lines = [line for b in backlog + live for line in message_lines(b, self.cfg.measurement, self._per_second)]
             try:
                 if lines:
                     await loop.run_in_executor(None, self._write, lines)
@@ -153,7 +153,7 @@ class InfluxSink:
                 logs.info("influxdb writes succeed", url=self.cfg.url)
             self.counters.connected = True
             backoff.reset()
-            self.counters.delivered_batches += len(live) + len(backlog)
+            self.counters.delivered_messages += len(live) + len(backlog)
             self.counters.delivered_readings += len(lines)
             if live:
                 live_after = live[-1].id

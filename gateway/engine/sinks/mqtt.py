@@ -175,7 +175,7 @@ class MqttSink:
             await asyncio.gather(*(client.publish(f"{self.prefix}/{b.meter}/data", b.payload, qos=1)
                                    for b in rows))
             self.journal.set_cursor(self.name, rows[-1].id)
-            self.counters.delivered_batches += len(rows)
+            self.counters.delivered_messages += len(rows)
             self.counters.delivered_readings += sum(b.n for b in rows)
 
     async def _statuses(self, client: aiomqtt.Client) -> None:
