@@ -61,7 +61,7 @@ bench-peers: $(STAMP) services
 
 # a long fuzzing run of the codecs (1,000,000 inputs each; FUZZ_ARGS="--inputs 10000000" for more)
 fuzz: $(STAMP)
-	$(PY) -m bench.fuzz $(FUZZ_ARGS)
+	$(PY) -m fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) $(INSTALLED) dist build .bench-peers data .pytest_cache .ruff_cache .hypothesis

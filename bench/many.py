@@ -110,7 +110,7 @@ def _child(config_path: str, warmup: float, window: float, out: str) -> None:
 
 def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warmup: float, window: float) -> dict[
         str, Any]:
-    from tests.services import Mosquitto, VictoriaMetrics, ensure_binaries
+    from testkit.services import Mosquitto, VictoriaMetrics, ensure_binaries
 
     ensure_binaries()
     with tempfile.TemporaryDirectory() as tmp:

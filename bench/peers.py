@@ -30,7 +30,7 @@ import aiomqtt
 
 from bench.many import POINTS, _free_base, _profile, scenario
 from bench.util import REPO, SimProcess, cpu_seconds, peak_rss_mb
-from tests.services import Mosquitto, ensure_binaries
+from testkit.services import Mosquitto, ensure_binaries
 
 PEER_VENV = REPO / ".bench-peers"
 METERS = 30

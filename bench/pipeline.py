@@ -23,7 +23,7 @@ from meterlink.core.reading import Reading
 from meterlink.engine.journal import Journal
 from meterlink.engine.sinks.influx import InfluxSink
 from meterlink.engine.sinks.mqtt import MqttSink
-from tests.services import Mosquitto, VictoriaMetrics
+from testkit.services import Mosquitto, VictoriaMetrics
 
 GOAL = 20_000.0
 PER_BATCH = 30

@@ -8,15 +8,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from tests import simproc
-from tests.services import Mosquitto, VictoriaMetrics, ensure_binaries
+from testkit import simproc
+from testkit.services import Mosquitto, VictoriaMetrics, ensure_binaries
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class SimProcess:
     """``meterlink simulate ...`` in its own process (so its work never shares the gateway's CPU or loop),
-    as a context manager around the test suite's :class:`tests.simproc.SimProcess`."""
+    as a context manager around the test suite's :class:`testkit.simproc.SimProcess`."""
 
     def __init__(self, *args: str) -> None:
         self.args = args

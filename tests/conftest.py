@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.simproc import SimProcess
+from testkit.simproc import SimProcess
 
-pytest_plugins = ("tests.services",)
+pytest_plugins = ("testkit.services",)
 
 
 @pytest.fixture

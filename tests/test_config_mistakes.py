@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from meterlink.core.config import MAX_YAML_BYTES, ConfigProblems, check_config, load_config, load_yaml, parse_config
-from tests.simproc import REPO
+from testkit.simproc import REPO
 
 BOMB = ("&i [&h [&g [&f [&e [&d [&c [&b [&a [lol,lol,lol,lol,lol,lol,lol,lol,lol],*a,*a,*a,*a,*a,*a,*a,*a],"
         "*b,*b,*b,*b,*b,*b,*b,*b],*c,*c,*c,*c,*c,*c,*c,*c],*d,*d,*d,*d,*d,*d,*d,*d],*e,*e,*e,*e,*e,*e,*e,*e],"

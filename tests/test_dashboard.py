@@ -23,8 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.services import free_port
-from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.services import free_port
+from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 DASHBOARD = REPO / "config" / "grafana" / "meterlink.json"
 METER_DS, METRICS_DS = "${meters}", "${metrics}"

@@ -25,8 +25,8 @@ from meterlink.core.config import HttpConfig, parse_config
 from meterlink.engine.gateway import Gateway
 from meterlink.engine.health import HUNG_MIN, Liveness, Readiness, hung_after
 from meterlink.engine.metrics import make_registry
+from testkit.services import free_port
 from tests.integration.test_scheduler import POINTS
-from tests.services import free_port
 
 
 def _gateway(tmp_path: Path, links: int = 1, interval: str = "10s") -> Gateway:

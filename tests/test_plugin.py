@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.simproc import INSTALLED_VENV, REPO
+from testkit.simproc import INSTALLED_VENV, REPO
 
 TOY = REPO / "tests" / "toyproto"
 
@@ -87,7 +87,7 @@ def test_the_toy_meter_is_polled_into_the_journal(toy_python: Path, tmp_path: Pa
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=env)
     journal = tmp_path / "data" / "journal.sqlite"
     try:
-        from tests.simproc import wait_for
+        from testkit.simproc import wait_for
 
         def journaled() -> bool:
             if not journal.exists():

@@ -24,7 +24,7 @@ from meterlink.core.errors import LinkError
 from meterlink.core.registry import create_driver
 from meterlink.drivers.serial_errors import serial_error_text, tcp_error_text
 from meterlink.drivers.transport import Transport, endpoint_for
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 
 def _serial_link(port: str, protocol: str = "modbus", parity: str = "N") -> Link:

@@ -19,7 +19,7 @@ from meterlink.core.config import profile_points
 from meterlink.core.config.profiles import builtin_names
 from meterlink.simulators.modbus import ModbusUnit
 from meterlink.simulators.model import MeterModel
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 SOURCES = Path(__file__).parent / "drivers" / "modbus" / "profile_sources"
 NEW_PROFILES = [

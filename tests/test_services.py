@@ -22,7 +22,7 @@ import pytest
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from tests.services import INSTALL_SCRIPT, Mosquitto, VictoriaMetrics, ensure_binaries, free_port, port_is_open
+from testkit.services import INSTALL_SCRIPT, Mosquitto, VictoriaMetrics, ensure_binaries, free_port, port_is_open
 
 # --------------------------------------------------------------------------- MQTT helpers
 

@@ -27,8 +27,8 @@ from meterlink.apps.run import warn_readable_secrets
 from meterlink.apps.sdnotify import Notifier, watchdog_interval
 from meterlink.core import logs
 from meterlink.core.config import load_config
+from testkit.simproc import REPO, meterlink_cmd, write_config
 from tests.integration.test_scheduler import POINTS
-from tests.simproc import REPO, meterlink_cmd, write_config
 
 UNIT = REPO / "systemd" / "meterlink.service"
 SYSTEM_UNITS = next((p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()), None)

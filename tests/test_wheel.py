@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.simproc import INSTALLED_VENV, REPO
+from testkit.simproc import INSTALLED_VENV, REPO
 
 # the source folders and the import names the wheel gives them (setup.py)
 FOLDERS = {"meterlink.drivers": "drivers", "meterlink.simulators": "simulators", "meterlink.profiles": "config/profiles",

@@ -12,7 +12,7 @@ import pytest
 
 from meterlink.core.config import ConfigProblems, check_config, load_config, parse_config, profile_points
 from meterlink.core.config.profiles import builtin_names, load_profile
-from tests.simproc import meterlink_cmd
+from testkit.simproc import meterlink_cmd
 
 CASES = sorted(p for p in (Path(__file__).parent / "cases").iterdir() if p.is_dir())
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from meterlink.apps.demo import COLUMNS, DLT645_BUS, Column, cell, is_live
 from meterlink.core.reading import Quality, Reading
 from meterlink.engine.journal import Journal
 from meterlink.simulators.model import MeterModel
+from testkit.simproc import meterlink, meterlink_cmd
 from tests.integration.test_metrics_run import run_in_pty
-from tests.simproc import meterlink, meterlink_cmd
 
 METERS = ("sdm630-1", "dtsu666-1", "dlt645-0101", "dlt645-0102", "dlms-1")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")

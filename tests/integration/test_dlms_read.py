@@ -21,7 +21,7 @@ from meterlink.core.config import profile_points
 from meterlink.core.reading import historical_obis
 from meterlink.simulators.dlms import make_meter
 from meterlink.simulators.dlms_meter import SimClock, parse_instant
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 PROFILE = "dlms-generic-3phase"
 START = "2026-01-05T10:07:30Z"

@@ -26,7 +26,7 @@ from meterlink.drivers.dlms.apdu import AttributeRef
 from meterlink.drivers.dlms.driver import _records
 from meterlink.simulators.dlms import make_meter
 from meterlink.simulators.dlms_meter import CLOCK, LOAD_PROFILE, STATUS, SimClock, parse_instant
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 START = "2026-01-05T10:07:30Z"  # 18:07:30 on the wall in Shanghai
 ON_UTC = {"TZ": "UTC"}

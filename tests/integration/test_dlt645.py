@@ -19,7 +19,7 @@ from meterlink.engine.timesync import TimeSyncRefused, guard, sync_time
 from meterlink.simulators.dlt645 import Dlt645Handler, Dlt645Meter
 from meterlink.simulators.model import MeterModel
 from meterlink.simulators.serve import PtyServer
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 ADDRESSES = ["123456789012", "000000000002", "000000000003"]
 PROFILE = "dlt645-generic-3phase"

@@ -18,7 +18,7 @@ from meterlink.engine.timesync import sync_time
 from meterlink.simulators.dlt645 import Dlt645Handler, Dlt645Meter
 from meterlink.simulators.model import MeterModel
 from meterlink.simulators.serve import PtyServer
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 OLD, NEW = "000000000005", "000000000001"
 PROFILES = {"1997": "dlt645-1997-generic", "2007": "dlt645-generic-3phase"}

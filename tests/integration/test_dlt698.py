@@ -25,7 +25,7 @@ from meterlink.engine.gateway import Gateway
 from meterlink.simulators.dlt698 import Dlt698Bus, Dlt698Handler, Dlt698Meter
 from meterlink.simulators.dlt698_cli import FROZEN_AT, make_meters
 from meterlink.simulators.serve import PtyServer, Reply
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 ADDRESSES = ["123456789012", "000000000002", "000000000003"]
 PROFILE = "dlt698-generic-3phase"

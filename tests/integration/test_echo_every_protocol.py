@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 CASES: dict[str, tuple[list[str], dict[str, Any]]] = {
     "modbus": (["modbus", "--profile", "eastron-sdm630", "--unit", "1"],

@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
+from testkit.services import free_port
+from testkit.simproc import REPO, wait_for, write_config
 from tests.integration.test_scheduler import POINTS
-from tests.services import free_port
-from tests.simproc import REPO, wait_for, write_config
 
 DISK_BYTES = 4 << 20
 INTERVAL = 0.5

@@ -31,7 +31,7 @@ import aiomqtt
 import pytest
 
 from meterlink.core.config import profile_points
-from tests.simproc import REPO, meterlink_cmd, write_config
+from testkit.simproc import REPO, meterlink_cmd, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit.services import free_port
+from testkit.simproc import REPO, meterlink, meterlink_cmd, wait_for, write_config
 from tests.integration.test_scheduler import POINTS
-from tests.services import free_port
-from tests.simproc import REPO, meterlink, meterlink_cmd, wait_for, write_config
 
 
 def run_in_pty(args: list[str], seconds: float, rows: int, cols: int) -> tuple[int, str]:

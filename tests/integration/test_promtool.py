@@ -14,9 +14,9 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from testkit.services import _ensure_own_binary, free_port
+from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
 from tests.integration.test_scheduler import POINTS
-from tests.services import _ensure_own_binary, free_port
-from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 
 def _metrics(url: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from meterlink.core.config import profile_points
 from meterlink.simulators.modbus import ModbusUnit
 from meterlink.simulators.model import MeterModel
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 
 def served(profile: str, unit: int, seed: int = 1) -> dict[str, Decimal]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
 from tests.integration.test_scheduler import POINTS
-from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 
 def _rows(db: Path) -> dict[tuple[str, int], str]:

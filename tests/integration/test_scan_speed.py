@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.simproc import meterlink, write_config
+from testkit.simproc import meterlink, write_config
 
 
 def _link_only(tmp_path: Path, port: str, baud: int, parity: str = "N") -> Path:

@@ -23,9 +23,9 @@ import pytest
 from meterlink.core.config import parse_config, profile_points
 from meterlink.engine.gateway import Gateway
 from meterlink.engine.journal import Journal
+from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
-from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 # the simulator's SDM120 registers that POINTS read
 EXPECTED_OBIS = {p["obis"] for p in POINTS}

@@ -28,7 +28,7 @@ from rich.console import Console
 from meterlink.apps.watch import Monitor, parse_broker, render
 from meterlink.core.reading import format_ts
 from meterlink.engine.journal import Journal
-from tests.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
 
 P = "fleet"
 

@@ -7,7 +7,7 @@ InfluxDB talks to a real server started here: a private process on a free loopba
 the machine's standard ports (a system Mosquitto may already serve 127.0.0.1:1883 and must not
 be touched), so tests can kill and restart it at will.
 
-Loaded from ``tests/conftest.py`` with ``pytest_plugins = ("tests.services",)``.
+Loaded from ``tests/conftest.py`` with ``pytest_plugins = ("testkit.services",)``.
 
 Fixtures
 --------

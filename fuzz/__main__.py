@@ -25,7 +25,7 @@ Targets and the errors each may raise:
 ``dlms``       ``meterlink.drivers.dlms``: ``hdlc.decode``, ``wrapper.decode``, the ``apdu`` decoders, ``axdr.decode*``,
                ``HdlcParameters.from_bytes``, as far as they exist: ``FrameError``, ``MeterRejected``
 
-Usage: ``python -m bench.fuzz [--inputs N] [--jobs J] [--seed S] [--target NAME ...]``.
+Usage: ``python -m fuzz [--inputs N] [--jobs J] [--seed S] [--target NAME ...]``.
 Prints inputs/s per target and every distinct unexpected exception (type and
 place, with the input in hex); exits 1 if there was any.
 """
@@ -429,7 +429,7 @@ def _shares(total: int, jobs: int) -> Iterator[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
     p.add_argument("--inputs", type=int, default=1_000_000, help="inputs per target (default 1,000,000)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)")
     p.add_argument("--seed", type=int, default=int(time.time()), help="base random seed (default: now)")
