@@ -130,7 +130,7 @@ def measure(warmup: float, window: float, meters: int = 30) -> dict[str, Any]:
     import tempfile
     from pathlib import Path
 
-    from bench.many import POINTS, _free_base, _profile
+    from bench.load import POINTS, free_base, write_profile
     from bench.util import REPO, Mosquitto, SimProcess, cpu_seconds, ensure_binaries, peak_rss_mb
 
     ensure_binaries()
@@ -140,8 +140,8 @@ def measure(warmup: float, window: float, meters: int = 30) -> dict[str, Any]:
         broker = Mosquitto(tmp / "mq")
         broker.start()
         try:
-            base = _free_base(meters)
-            with SimProcess("modbus", "--profile", str(_profile(tmp / "p.yaml", "1s")), "--unit", "1",
+            base = free_base(meters)
+            with SimProcess("modbus", "--profile", str(write_profile(tmp / "p.yaml", "1s")), "--unit", "1",
                             "--tcp", str(base), "--ports", str(meters)):
                 (tmp / "points.json").write_text(json.dumps(points))
                 proc = subprocess.Popen(

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,46 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.load import free_base, write_profile
 from bench.util import REPO, SimProcess, percentile
 
+
 # 30 float32 points of the SDM630 input registers 0x0000-0x004F plus the total at 0x0156: 2 block reads
-POINTS = [
-    ("1.0.32.7.0.255", 0x00), ("1.0.52.7.0.255", 0x02), ("1.0.72.7.0.255", 0x04), ("1.0.31.7.0.255", 0x06),
-    ("1.0.51.7.0.255", 0x08), ("1.0.71.7.0.255", 0x0A), ("1.0.36.7.0.255", 0x0C), ("1.0.56.7.0.255", 0x0E),
-    ("1.0.76.7.0.255", 0x10), ("1.0.29.7.0.255", 0x12), ("1.0.49.7.0.255", 0x14), ("1.0.69.7.0.255", 0x16),
-    ("1.0.23.7.0.255", 0x18), ("1.0.43.7.0.255", 0x1A), ("1.0.63.7.0.255", 0x1C), ("1.0.33.7.0.255", 0x1E),
-    ("1.0.53.7.0.255", 0x20), ("1.0.73.7.0.255", 0x22), ("1.0.12.7.0.255", 0x2A), ("1.0.11.7.0.255", 0x30),
-    ("1.0.16.7.0.255", 0x34), ("1.0.9.7.0.255", 0x38), ("1.0.3.7.0.255", 0x3C), ("1.0.13.7.0.255", 0x3E),
-    ("1.0.14.7.0.255", 0x46), ("1.0.1.8.0.255", 0x48), ("1.0.2.8.0.255", 0x4A), ("1.0.3.8.0.255", 0x4C),
-    ("1.0.4.8.0.255", 0x4E), ("1.0.15.8.0.255", 0x156),
-]
-
-
-def _profile(path: Path, interval: str = "10s") -> Path:
-    lines = ["name: bench-sdm630-30", "protocol: modbus", "source: Eastron SDM630 input registers (bench subset)",
-             "defaults: {function: input, type: float32}", "groups:",  # as a user writes it: no max_gap, no limits
-             f"  - interval: {interval}", "    points:"]
-    lines += [f"      - {{obis: {o}, name: p_{o.replace('.', '_')}, register: {r}}}" for o, r in POINTS]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _free_base(count: int) -> int:
-    """A run of ``count`` free loopback ports (checked by binding each)."""
-    for base in range(30000, 60000 - count, 1000):
-        ok = True
-        for p in range(base, base + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError(f"no run of {count} free ports")
-
-
 def _child(config_path: str, warmup: float, window: float, out: str) -> None:
     """Runs in the child process: the gateway, then its own figures as JSON."""
     from meterlink.core import logs
@@ -115,7 +79,7 @@ def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warm
     ensure_binaries()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        profile = _profile(tmpdir / "bench-sdm630-30.yaml", interval)
+        profile = write_profile(tmpdir / "bench-sdm630-30.yaml", interval)
         broker = vm = None
         try:
             sink_cfg: dict[str, Any] = {}
@@ -128,7 +92,7 @@ def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warm
                 vm.start()
                 sink_cfg["influxdb"] = {"url": vm.url, "bucket": "bench"}
             per_proc = 1000
-            base = _free_base(meters)
+            base = free_base(meters)
             sims = [SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base + i),
                                "--ports", str(min(per_proc, meters - i))) for i in range(0, meters, per_proc)]
             for s in sims:

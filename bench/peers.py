@@ -28,7 +28,8 @@ from typing import Any
 
 import aiomqtt
 
-from bench.many import POINTS, _free_base, _profile, scenario
+from bench.load import POINTS, free_base, write_profile
+from bench.many import scenario
 from bench.util import REPO, SimProcess, cpu_seconds, peak_rss_mb
 from testkit.services import Mosquitto, ensure_binaries
 
@@ -140,8 +141,8 @@ def thingsboard(warmup: float, window: float) -> dict[str, Any]:
         tmp = Path(tmp_s)
         broker = AclMosquitto(tmp / "mq")
         broker.start()
-        profile = _profile(tmp / "p.yaml", "1s")
-        base = _free_base(METERS)
+        profile = write_profile(tmp / "p.yaml", "1s")
+        base = free_base(METERS)
         try:
             with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
                             "--ports", str(METERS)):

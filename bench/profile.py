@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.many import _free_base, _profile
+from bench.load import free_base, write_profile
 from bench.util import Mosquitto, SimProcess, ensure_binaries
 
 STAGES = (
@@ -321,11 +321,11 @@ def run(seconds: float, warmup: float, meters: int = 30, sampler: str = "cprofil
     ensure_binaries()
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        profile = _profile(tmp / "bench-sdm630-30.yaml", "1s")
+        profile = write_profile(tmp / "bench-sdm630-30.yaml", "1s")
         broker = Mosquitto(tmp / "mq")
         broker.start()
         try:
-            base = _free_base(meters)
+            base = free_base(meters)
             with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
                             "--ports", str(meters)):
                 links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bare, bus, crowded, drain, many, peers, pipeline
+from bench import bare, bus, crowded, drain, load, many, peers, pipeline
 
 
 def test_backlog_drain_smoke() -> None:
@@ -60,7 +60,7 @@ def test_peer_bare_poller_smoke() -> None:
 
 def test_bare_poller_blocks() -> None:
     """The bare poller's plan is the minimal one: 0x0000-0x004F and 0x0156 in two reads, offsets in bytes."""
-    plan = bare.blocks([(f"p{r}", r) for _, r in many.POINTS])
+    plan = bare.blocks([(f"p{r}", r) for _, r in load.POINTS])
     assert [(start, count) for start, count, _ in plan] == [(0x00, 0x50), (0x156, 2)]
     assert plan[0][2][:2] == [("p0", 0), ("p2", 4)] and plan[1][2] == [("p342", 0)]
     assert bare.blocks([("a", 0), ("b", 123), ("c", 125)]) == [(0, 125, [("a", 0), ("b", 246)]), (125, 2, [("c", 0)])]
