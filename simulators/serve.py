@@ -67,6 +67,16 @@ class LineQuirks:
         return out + replies
 
 
+class SharedBus:
+    """Meters of several protocols on one wire: every handler hears every byte, each answers its own frames."""
+
+    def __init__(self, *handlers: FrameHandler) -> None:
+        self.handlers = handlers
+
+    def feed(self, data: bytes) -> list[Reply]:
+        return [reply for h in self.handlers for reply in h.feed(data)]
+
+
 def add_line_arguments(parser: Any) -> None:
     """``--echo`` and ``--turnaround`` for every simulator."""
     parser.add_argument("--echo", action="store_true", help="send every received byte straight back (echoing adapter)")

@@ -15,6 +15,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from rich import box
@@ -28,13 +29,17 @@ from meterlink.core.reading import Quality, Reading
 from meterlink.engine.gateway import Gateway
 from meterlink.simulators.dlms import start_wrapper_meter
 from meterlink.simulators.dlt645 import Dlt645Handler, Dlt645Meter
+from meterlink.simulators.dlt698 import Dlt698Bus, Dlt698Handler, Dlt698Meter
 from meterlink.simulators.modbus import ModbusHandler, ModbusUnit
 from meterlink.simulators.model import MeterModel, address_seed
-from meterlink.simulators.serve import PtyServer, serve_tcp, tcp_port
+from meterlink.simulators.serve import PtyServer, SharedBus, serve_tcp, tcp_port
 
 DLT645_BUS = ("000000000101", "000000000102")
 DLT645_FAST = [("1.0.32.7.0.255", "02010100"), ("1.0.31.7.0.255", "02020100"), ("1.0.16.7.0.255", "02030000"),
                ("1.0.14.7.0.255", "02800002"), ("1.0.1.8.0.255", "00010000"), ("1.0.2.8.0.255", "00020000")]
+DLT698_METER = "000000000201"
+DLT698_FAST = [("1.0.32.7.0.255", "20000201"), ("1.0.31.7.0.255", "20010201"), ("1.0.16.7.0.255", "20040201"),
+               ("1.0.14.7.0.255", "200F0200"), ("1.0.1.8.0.255", "00100201"), ("1.0.2.8.0.255", "00200201")]
 DLMS_FAST = ("1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255", "1.0.1.8.0.255",
              "1.0.2.8.0.255")
 FIRST_POLL_WAIT = 15.0  # s: the first frame waits this long at most for every meter's first poll
@@ -170,7 +175,11 @@ async def _demo(args: argparse.Namespace) -> int:
     pty = PtyServer(lambda: ModbusHandler(sdm630, framing="rtu"))
     pty.start()
     dlt_meters = {a: Dlt645Meter(a, MeterModel.for_address(a)) for a in DLT645_BUS}
-    dlt_pty = PtyServer(lambda: Dlt645Handler(dlt_meters))
+    seed = address_seed(DLT698_METER)
+    dlt698 = Dlt698Bus([Dlt698Meter(DLT698_METER, power_w=Decimal(1800 + seed % 900),
+                                    voltage=Decimal(225) + Decimal(seed % 90) / 10)])
+    # one RS-485 pair, two generations of State Grid meters: DL/T 645-2007 and DL/T 698.45 side by side
+    dlt_pty = PtyServer(lambda: SharedBus(Dlt645Handler(dlt_meters), Dlt698Handler(dlt698)))
     dlt_pty.start()
     server = await serve_tcp(lambda: ModbusHandler(dtsu, framing="socket"))
     dlms_server, dlms_port = await start_wrapper_meter(seed=address_seed("dlms-tcp/1"))
@@ -193,6 +202,9 @@ async def _demo(args: argparse.Namespace) -> int:
                                     "profile": "dlt645-generic-3phase", "interval": "10s", "daily_frozen_days": 3,
                                     "points": [{"obis": o, "di": di, "interval": "10s"} for o, di in DLT645_FAST]}
                for a in DLT645_BUS},
+            "dlt698-0201": {"link": "rs485-2", "protocol": "dlt698", "address": DLT698_METER,
+                            "profile": "dlt698-generic-3phase", "interval": "10s",
+                            "points": [{"obis": o, "oad": oad, "interval": "10s"} for o, oad in DLT698_FAST]},
             "dlms-1": {"link": "dlms-tcp", "protocol": "dlms", "address": {"client": 16, "logical": 1},
                        "transport": "wrapper", "auth": "none", "profile": "dlms-generic-3phase", "interval": "10s",
                        "points": [{"obis": o, "interval": "10s"} for o in DLMS_FAST]},
@@ -214,7 +226,7 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         # the first frame waits for every meter's first poll (or its failure): no half-filled table
         console.print(f"Meterlink demo: polling {len(cfg.meters)} simulated meters (Modbus RTU, Modbus TCP, "
-                      "DL/T 645, DLMS) for the first time…", highlight=False)
+                      "DL/T 645 and DL/T 698.45 on one bus, DLMS) for the first time…", highlight=False)
         first = time.monotonic() + FIRST_POLL_WAIT
         while not stop.is_set() and not first_poll_done(gw, live_readings) and time.monotonic() < first:
             with contextlib.suppress(TimeoutError):

@@ -22,7 +22,7 @@ from meterlink.simulators.model import MeterModel
 from testkit.simproc import meterlink, meterlink_cmd
 from tests.integration.test_metrics_run import run_in_pty
 
-METERS = ("sdm630-1", "dtsu666-1", "dlt645-0101", "dlt645-0102", "dlms-1")
+METERS = ("sdm630-1", "dtsu666-1", "dlt645-0101", "dlt645-0102", "dlt698-0201", "dlms-1")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 # the value cells of a row, column by column: V 1 decimal, A 2, kW 3, Hz 2, kWh 2 (thousands with commas)
 CELL = (r"\d{3}\.\d", r"\d+\.\d\d", r"-?\d+\.\d{3}", r"\d\d\.\d\d", r"[\d,]+\.\d\d", r"[\d,]+\.\d\d")
