@@ -71,6 +71,12 @@ RETRY_EVERY = 1.0  # seconds between write attempts while the journal cannot be 
 LOW_SPACE = 256 << 10  # bytes free on the journal's filesystem below which a failed write is "disk full"
 WAL_HEADER = 32  # bytes: a write-ahead log that was written to is at least this long
 COMMIT_MAX = 2000  # batches in one group commit
+# A poll wave (every meter due at one moment) arrives over a few milliseconds: gathering it costs
+# a little delivery latency and saves an fsync per meter (bench.profile: each is ~1.3 ms of CPU).
+COMMIT_GATHER = 0.02
+# Sink cursors are stored with the next group commit, or after this long when no reading is
+# being written; a crash in between only means rows delivered again (at least once).
+CURSOR_FLUSH_EVERY = 1.0
 # SQLite result codes (sqlite3.h): what a failed call means for the journal
 SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 10, 11, 13, 14, 26
 
@@ -182,6 +188,7 @@ class Journal:
         self._last_id = 0
         self._dropped = 0
         self._cursors: dict[str, int] = {}
+        self._dirty_cursors: set[str] = set()  # moved in memory, not stored yet
 
     # --- opening ---------------------------------------------------------------
 
@@ -352,6 +359,7 @@ class Journal:
 
     def close(self) -> None:
         if self._db is not None:
+            self.flush_cursors()
             with self._db_lock:
                 clean = False
                 with contextlib.suppress(sqlite3.Error):
@@ -405,8 +413,13 @@ class Journal:
                     db.executemany("INSERT INTO meter_ts (meter, obis, ts) VALUES (?, ?, ?) "
                                    "ON CONFLICT(meter, obis) DO UPDATE SET ts = max(ts, excluded.ts)",
                                    [(m, o, t) for (m, o), t in stamps.items()])
+                moved = [(sink, self._cursors[sink]) for sink in self._dirty_cursors]
+                if moved:  # the sinks' cursors ride this commit's fsync
+                    db.executemany("INSERT INTO cursors (sink, batch_id) VALUES (?, ?) ON CONFLICT(sink) "
+                                   "DO UPDATE SET batch_id = max(batch_id, excluded.batch_id)", moved)
                 last = int(db.execute("SELECT max(id) FROM batches").fetchone()[0] or 0)
                 db.execute("COMMIT")
+                self._dirty_cursors.difference_update(s for s, _ in moved)
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
@@ -441,6 +454,7 @@ class Journal:
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
         self._writer = None
+        self.flush_cursors()  # where each sink got to, stored before the stop
         lost = list(self._inflight) + list(self._pending)
         if lost:
             logs.error("journal: batches not written at stop", batches=len(lost),
@@ -506,8 +520,16 @@ class Journal:
         while True:
             if not self._pending:
                 self._kick.clear()
+                if self._dirty_cursors:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._kick.wait(), CURSOR_FLUSH_EVERY)
+                    if not self._pending:
+                        await loop.run_in_executor(self._executor, self.flush_cursors)
+                    continue
                 await self._kick.wait()
                 continue
+            if len(self._pending) < COMMIT_MAX:
+                await asyncio.sleep(COMMIT_GATHER)  # the rest of this poll wave: one fsync for all of it
             n = min(len(self._pending), COMMIT_MAX)
             self._inflight = [self._pending.popleft() for _ in range(n)]
             try:
@@ -584,12 +606,24 @@ class Journal:
     def set_cursor(self, sink: str, batch_id: int) -> None:
         """Move a sink's cursor; on a full disk it moves in memory (delivery goes on) and is stored next time."""
         with self._db_lock:
-            self._cursors[sink] = max(self._cursors.get(sink, 0), batch_id)
+            moved = max(self._cursors.get(sink, 0), batch_id)
+            if moved != self._cursors.get(sink):
+                self._cursors[sink] = moved
+                self._dirty_cursors.add(sink)
+        if self._writer is None:  # no write loop (a reader, a tool): store it now
+            self.flush_cursors()
+
+    def flush_cursors(self) -> None:
+        """Store the cursors that moved since the last time (in the writer's thread, or a tool's own)."""
+        with self._db_lock:
+            if not self._dirty_cursors:
+                return
+            rows = [(sink, self._cursors[sink]) for sink in self._dirty_cursors]
             # not stored on a full disk: after a crash those rows are delivered again (at least once)
             with contextlib.suppress(sqlite3.OperationalError):
-                self.db.execute("INSERT INTO cursors (sink, batch_id) VALUES (?, ?) "
-                                "ON CONFLICT(sink) DO UPDATE SET batch_id = max(batch_id, excluded.batch_id)",
-                                (sink, self._cursors[sink]))
+                self.db.executemany("INSERT INTO cursors (sink, batch_id) VALUES (?, ?) ON CONFLICT(sink) "
+                                    "DO UPDATE SET batch_id = max(batch_id, excluded.batch_id)", rows)
+                self._dirty_cursors.clear()
 
     def counts(self) -> dict[str, int]:
         """Rows, readings, last row id, dropped rows and file size: kept as rows come and go, no table scan."""

@@ -165,7 +165,7 @@ class MqttSink:
         loop = asyncio.get_running_loop()
         while True:
             cursor = self.journal.cursor(self.name)
-            rows = await loop.run_in_executor(None, self.journal.batches, cursor, CHUNK)
+            rows = await loop.run_in_executor(None, self.journal.messages, cursor, CHUNK)
             if not rows:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
