@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -65,10 +67,21 @@ def meterlink(*args: str, timeout: float = 60, env: dict[str, str] | None = None
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Whether ``predicate`` came true within ``timeout``: tests wait on conditions, never on fixed sleeps."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(interval)
-    return False
+    return bool(predicate())
+
+
+async def await_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """:func:`wait_until` inside an event loop, which keeps running while it waits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return bool(predicate())

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from testkit.services import free_port
-from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, meterlink_cmd, wait_until, write_config
 
 DASHBOARD = REPO / "config" / "grafana" / "meterlink.json"
 METER_DS, METRICS_DS = "${meters}", "${metrics}"
@@ -126,7 +126,7 @@ def test_dashboard_queries_return_data_from_what_meterlink_writes(simulate, vict
         else:
             q = {"query": expr, "start": f"{now - 120:.3f}", "end": f"{now + 60:.3f}", "step": "15s"}
             path = "/api/v1/query_range"
-        ok = wait_for(lambda q=q, path=path: bool(
+        ok = wait_until(lambda q=q, path=path: bool(
             _get(f"{victoria_metrics.url}{path}?{urllib.parse.urlencode(q)}")["data"]["result"]), timeout=5)
         if not ok:
             empty.append(f"{panel['title']} [{t['refId']}]: {expr}")

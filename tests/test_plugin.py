@@ -87,14 +87,14 @@ def test_the_toy_meter_is_polled_into_the_journal(toy_python: Path, tmp_path: Pa
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=env)
     journal = tmp_path / "data" / "journal.sqlite"
     try:
-        from testkit.simproc import wait_for
+        from testkit.simproc import wait_until
 
         def journaled() -> bool:
             if not journal.exists():
                 return False
             with sqlite3.connect(journal) as con:
                 return con.execute("SELECT count(*) FROM batches WHERE meter = 'toy-1'").fetchone()[0] >= 2
-        assert wait_for(journaled, timeout=30), gw.stderr.read() if gw.poll() is not None else "no batches"
+        assert wait_until(journaled, timeout=30), gw.stderr.read() if gw.poll() is not None else "no batches"
     finally:
         gw.terminate()
         gw.wait(10)

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from testkit.services import free_port
-from testkit.simproc import REPO, wait_for, write_config
+from testkit.simproc import REPO, wait_until, write_config
 from tests.integration.test_scheduler import POINTS
 
 DISK_BYTES = 4 << 20
@@ -134,30 +134,30 @@ def test_full_disk_polling_goes_on_and_writes_resume_in_order(simulate, small_di
     proc = _start(_config(tmp_path, data, sim.port, http), log)
     filler: Path | None = None
     try:
-        assert wait_for(lambda: _status(http).get("journal", {}).get("rows", 0) >= 4, timeout=30), log.read_text()
+        assert wait_until(lambda: _status(http).get("journal", {}).get("rows", 0) >= 4, timeout=30), log.read_text()
         filler = fill(small_disk)
         # the journal may write into space it already holds for a while; then a write fails
-        assert wait_for(lambda: "journal: disk full" in _get(f"http://127.0.0.1:{http}/readyz")[1], timeout=60), \
+        assert wait_until(lambda: "journal: disk full" in _get(f"http://127.0.0.1:{http}/readyz")[1], timeout=60), \
             log.read_text()[-3000:]
         # /readyz's own probe write may find it first; the writer's next commit (the next poll) says it too
-        assert wait_for(lambda: str(_status(http)["journal"]["problem"]).startswith("disk full"), timeout=5)
+        assert wait_until(lambda: str(_status(http)["journal"]["problem"]).startswith("disk full"), timeout=5)
         full_at = _status(http)
         assert _get(f"http://127.0.0.1:{http}/readyz")[0] == 503
         # polling goes on while nothing can be written: 10 more polls at least, all waiting in memory
-        assert wait_for(lambda: _polls_ok(_status(http)) >= _polls_ok(full_at) + 10, timeout=30), \
+        assert wait_until(lambda: _polls_ok(_status(http)) >= _polls_ok(full_at) + 10, timeout=30), \
             "polling stopped on a full disk"
         during = _status(http)
         assert during["journal"]["queued"] >= 5 and during["journal"]["problem"], during["journal"]
         rows_full = during["journal"]["rows"]
         filler.unlink()
         freed = time.monotonic()
-        assert wait_for(lambda: _status(http)["journal"]["problem"] is None, timeout=15, interval=0.05), \
+        assert wait_until(lambda: _status(http)["journal"]["problem"] is None, timeout=15, interval=0.05), \
             log.read_text()[-3000:]
         resumed = time.monotonic() - freed
-        assert wait_for(lambda: _status(http)["journal"]["rows"] > rows_full, timeout=5)
+        assert wait_until(lambda: _status(http)["journal"]["rows"] > rows_full, timeout=5)
         assert resumed < 5.0, f"journal writes resumed {resumed:.1f} s after space came back"
-        assert wait_for(lambda: _status(http)["journal"]["queued"] == 0, timeout=10)
-        assert wait_for(lambda: _get(f"http://127.0.0.1:{http}/readyz")[0] == 200, timeout=10)
+        assert wait_until(lambda: _status(http)["journal"]["queued"] == 0, timeout=10)
+        assert wait_until(lambda: _get(f"http://127.0.0.1:{http}/readyz")[0] == 200, timeout=10)
         final = _status(http)
     finally:
         rc = _stop(proc)
@@ -192,7 +192,7 @@ def test_start_on_a_full_disk_waits_then_runs(simulate, small_disk: Path, tmp_pa
     log = tmp_path / "gateway.log"
     proc = _start(cfg, log)  # a first run makes the journal, then stops cleanly
     try:
-        assert wait_for(lambda: _status(http).get("journal", {}).get("rows", 0) >= 2, timeout=30), log.read_text()
+        assert wait_until(lambda: _status(http).get("journal", {}).get("rows", 0) >= 2, timeout=30), log.read_text()
     finally:
         assert _stop(proc) == 0
     filler = fill(small_disk)
@@ -209,15 +209,15 @@ def test_start_on_a_full_disk_waits_then_runs(simulate, small_disk: Path, tmp_pa
         return any(needle in m for m in messages)
 
     try:
-        assert wait_for(lambda: heard("EXTEND_TIMEOUT_USEC="), timeout=20), (messages, log.read_text()[-2000:])
+        assert wait_until(lambda: heard("EXTEND_TIMEOUT_USEC="), timeout=20), (messages, log.read_text()[-2000:])
         time.sleep(0.5)  # the only fixed wait: proves "still running", not a condition to poll for
         assert proc.poll() is None, f"exited {proc.returncode} on a full disk: {log.read_text()[-2000:]}"
         assert any("STATUS=waiting: journal: disk full" in m for m in messages), messages
         assert "disk full at start, waiting for space" in log.read_text()
         filler.unlink()
-        assert wait_for(lambda: heard("READY=1"), timeout=15), (messages, log.read_text()[-2000:])
+        assert wait_until(lambda: heard("READY=1"), timeout=15), (messages, log.read_text()[-2000:])
         before = _status(http).get("journal", {}).get("rows", 0)
-        assert wait_for(lambda: _status(http).get("journal", {}).get("rows", 0) > before, timeout=15)
+        assert wait_until(lambda: _status(http).get("journal", {}).get("rows", 0) > before, timeout=15)
     finally:
         rc = _stop(proc)
         sock.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from meterlink.engine.gateway import Gateway
 from meterlink.engine.health import Liveness
 from meterlink.engine.metrics import make_registry
 from meterlink.engine.scheduler import BACKOFF_CAP, COMMAND, LINK_BACKOFF_CAP, POLL, LinkLock
+from testkit.simproc import await_until
 from tests.integration.test_scheduler import POINTS
 from tests.test_journal import log_text  # noqa: F401  (a fixture)
 
@@ -31,13 +31,6 @@ def _raw(tmp_path: Path, port: int, interval: str = "500ms", **sinks: Any) -> di
     }
 
 
-async def _until(pred: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(pred())
 
 
 def test_a_failing_link_task_is_restarted_and_counted(simulate, tmp_path: Path) -> None:
@@ -55,9 +48,9 @@ def test_a_failing_link_task_is_restarted_and_counted(simulate, tmp_path: Path) 
     async def scenario() -> tuple[int, int, str, list[str]]:
         await gw.start()
         try:
-            assert await _until(lambda: gw.link_tasks["t"].restarts == 1, 10)
+            assert await await_until(lambda: gw.link_tasks["t"].restarts == 1, 10)
             polls = gw.schedulers["t"].meters["m1"].polls_ok
-            assert await _until(lambda: gw.schedulers["t"].meters["m1"].polls_ok >= polls + 3, 10), \
+            assert await await_until(lambda: gw.schedulers["t"].meters["m1"].polls_ok >= polls + 3, 10), \
                 "the restarted link does not poll"
             text = generate_latest(make_registry(gw)).decode()
             return gw.link_tasks["t"].restarts, gw.status()["links"]["t"]["restarts"], text, Liveness(gw).check()
@@ -121,7 +114,7 @@ def test_refused_login_is_not_authorized_not_unreachable(simulate, secure_mosqui
         await gw.start()
         try:
             sink = gw.sinks[0]
-            assert await _until(lambda: sink.counters.failures >= 1, 10)
+            assert await await_until(lambda: sink.counters.failures >= 1, 10)
             return sink.counters.last_error
         finally:
             await gw.stop()
@@ -145,7 +138,7 @@ def test_missing_ca_file_is_named_by_its_key(secure_mosquitto, tmp_path: Path,
         await gw.start()
         try:
             sink = gw.sinks[0]
-            assert await _until(lambda: sink.counters.failures >= 1, 10)
+            assert await await_until(lambda: sink.counters.failures >= 1, 10)
             return sink.counters.last_error
         finally:
             await gw.stop()

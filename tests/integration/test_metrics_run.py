@@ -26,7 +26,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.services import free_port
-from testkit.simproc import REPO, meterlink, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, meterlink, meterlink_cmd, wait_until, write_config
 from tests.integration.test_scheduler import POINTS
 
 
@@ -105,15 +105,14 @@ def test_run_with_metrics_scraped_over_http(simulate, tmp_path: Path) -> None:
     gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: _get(base + "/healthz")[0] == 200, timeout=15), "http listener did not come up"
-        assert wait_for(lambda: _reads(_samples(_get(base + "/metrics")[1]), "silent", "failed") >= 1, timeout=10)
+        assert wait_until(lambda: _get(base + "/healthz")[0] == 200, timeout=15), "http listener did not come up"
+        assert wait_until(lambda: _reads(_samples(_get(base + "/metrics")[1]), "silent", "failed") >= 1, timeout=10)
         first = _samples(_get(base + "/metrics")[1])
-        time.sleep(2.5)
+        assert wait_until(lambda: _reads(_samples(_get(base + "/metrics")[1]), "good", "ok")
+                          >= _reads(first, "good", "ok") + 2, timeout=10), "read counter did not move"
         status, text = _get(base + "/metrics")
         assert status == 200
         second = _samples(text)
-
-        assert _reads(second, "good", "ok") >= _reads(first, "good", "ok") + 2, "read counter did not move"
         assert _reads(second, "good", "failed") == 0
         assert _reads(second, "silent", "ok") == 0 and _reads(second, "silent", "failed") >= 1
         online = {m: second[("meterlink_meter_online", (("link", lk), ("meter", m)))]

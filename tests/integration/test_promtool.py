@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from testkit.services import _ensure_own_binary, free_port
-from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, meterlink_cmd, wait_until, write_config
 from tests.integration.test_scheduler import POINTS
 
 
@@ -44,8 +44,8 @@ def test_promtool_check_metrics_finds_nothing(simulate, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{http_port}/metrics"
     try:
         # both meters polled a few times: the answering one's reads and the silent one's failures
-        assert wait_for(lambda: 'meter="m1"' in _metrics(url) and 'meter="m2"' in _metrics(url), timeout=20)
-        assert wait_for(lambda: "lateness" in _metrics(url), timeout=10)
+        assert wait_until(lambda: 'meter="m1"' in _metrics(url) and 'meter="m2"' in _metrics(url), timeout=20)
+        assert wait_until(lambda: "lateness" in _metrics(url), timeout=10)
         text = _metrics(url)
         assert text
         check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, meterlink_cmd, wait_until, write_config
 from tests.integration.test_scheduler import POINTS
 
 
@@ -44,7 +44,7 @@ def test_kill_9_keeps_every_committed_reading_and_seq_continues(simulate, tmp_pa
     db = data / "journal.sqlite"
     gw = _start(cfg)
     try:
-        assert wait_for(lambda: len(_rows(db)) >= 6, timeout=20), "gateway journaled nothing"
+        assert wait_until(lambda: len(_rows(db)) >= 6, timeout=20), "gateway journaled nothing"
         before = _rows(db)
         gw.send_signal(signal.SIGKILL)
         gw.wait(5)
@@ -56,7 +56,7 @@ def test_kill_9_keeps_every_committed_reading_and_seq_continues(simulate, tmp_pa
     assert set(before) <= set(seen_at_kill)
     gw = _start(cfg)
     try:
-        assert wait_for(lambda: len(_rows(db)) >= len(seen_at_kill) + 4, timeout=20)
+        assert wait_until(lambda: len(_rows(db)) >= len(seen_at_kill) + 4, timeout=20)
         gw.send_signal(signal.SIGTERM)
         rc = gw.wait(10)
     finally:
@@ -83,7 +83,7 @@ def test_sigterm_flushes_and_exits_0(simulate, tmp_path: Path) -> None:
     })
     gw = _start(cfg)
     try:
-        assert wait_for(lambda: len(_rows(data / "journal.sqlite")) >= 1, timeout=15)
+        assert wait_until(lambda: len(_rows(data / "journal.sqlite")) >= 1, timeout=15)
         t0 = time.monotonic()
         gw.send_signal(signal.SIGTERM)
         rc = gw.wait(10)

@@ -12,7 +12,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 from meterlink.core.config import parse_config, profile_points
 from meterlink.engine.gateway import Gateway
 from meterlink.engine.journal import Journal
-from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, await_until, meterlink_cmd, wait_until, write_config
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
 
@@ -93,15 +93,6 @@ class Subscriber:
         return seen
 
 
-async def _until(pred: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.1)
-    return pred()
-
-
 def _journal_rows(data_dir: Path, gw_id: str) -> list[dict[str, Any]]:
     j = Journal(data_dir, gw_id, lock=False).open()
     try:
@@ -150,11 +141,11 @@ def test_end_to_end_every_seq_and_every_value(simulate, mosquitto, victoria_metr
         gw = Gateway(parse_config(raw))
         await gw.start()
         await asyncio.sleep(4)
-        assert await _until(lambda: gw.journal.backlog("mqtt") == 0 and gw.journal.backlog("influxdb") == 0, 10)
+        assert await await_until(lambda: gw.journal.backlog("mqtt") == 0 and gw.journal.backlog("influxdb") == 0, 10)
         last = {m: gw.journal.last_seq(m) for m in ("m1", "m2")}
         # polling goes on meanwhile: wait for every seq journaled so far, later ones may arrive too
-        assert await _until(lambda: all(len(sub.ordered_unique(m)) >= last[m] for m in last), 10)
-        assert await _until(lambda: gw.journal.backlog("influxdb") == 0, 10)
+        assert await await_until(lambda: all(len(sub.ordered_unique(m)) >= last[m] for m in last), 10)
+        assert await await_until(lambda: gw.journal.backlog("influxdb") == 0, 10)
         delivered = gw.journal.cursor("influxdb")
         await gw.stop()
         await asyncio.sleep(0.3)
@@ -210,10 +201,10 @@ def test_broker_outage_loses_no_seq(simulate, mosquitto_factory, tmp_path: Path)
         assert gw.journal.backlog("mqtt") > 0, "readings must pile up in the journal while the broker is down"
         await asyncio.to_thread(broker.start, broker.port)
         await asyncio.sleep(3)
-        assert await _until(lambda: gw.journal.backlog("mqtt") == 0, 30)
+        assert await await_until(lambda: gw.journal.backlog("mqtt") == 0, 30)
         last = {m: gw.journal.last_seq(m) for m in ("m1", "m2")}
         # polling goes on meanwhile: wait for every seq journaled so far, later ones may arrive too
-        assert await _until(lambda: all(len(sub.ordered_unique(m)) >= last[m] for m in last), 15)
+        assert await await_until(lambda: all(len(sub.ordered_unique(m)) >= last[m] for m in last), 15)
         await gw.stop()
         await sub.stop()
         return sub, last
@@ -243,7 +234,7 @@ def test_database_outage_loses_no_reading(simulate, victoria_metrics_factory, tm
         status = gw.status()["sinks"]["influxdb"]  # type: ignore[index]
         assert status["connected"] is False and status["last_error"]
         await asyncio.to_thread(vm.start, vm.port)
-        assert await _until(lambda: gw.journal.backlog("influxdb") == 0, 40)
+        assert await await_until(lambda: gw.journal.backlog("influxdb") == 0, 40)
         await gw.stop()
 
     run(scenario())
@@ -273,7 +264,7 @@ def test_gateway_killed_while_sinks_down_delivers_everything_after_restart(
                                                   influx={"url": vm.url, "bucket": "b"}))
     proc = _gateway_proc(cfg)
     try:
-        assert wait_for(lambda: (data / "journal.sqlite").exists() and len(_journal_rows(data, gw_id)) >= 4, 20)
+        assert wait_until(lambda: (data / "journal.sqlite").exists() and len(_journal_rows(data, gw_id)) >= 4, 20)
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
     finally:
@@ -289,7 +280,7 @@ def test_gateway_killed_while_sinks_down_delivers_everything_after_restart(
         proc2 = await asyncio.to_thread(_gateway_proc, cfg)
         try:
             n = len(before)
-            assert await _until(lambda: sub.ordered_unique("m1")[:n] == list(range(1, n + 1)), 30), sub.data
+            assert await await_until(lambda: sub.ordered_unique("m1")[:n] == list(range(1, n + 1)), 30), sub.data
         finally:
             proc2.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc2.wait, 10) == 0
@@ -350,7 +341,7 @@ def test_commands_round_trip(simulate, mosquitto, tmp_path: Path) -> None:
         answers: dict[str, dict[str, Any]] = {}
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
             await c.subscribe(f"{base}/+/result", qos=1)
-            assert await _until(lambda: gw.sinks[0].counters.connected, 10)
+            assert await await_until(lambda: gw.sinks[0].counters.connected, 10)
             await asyncio.sleep(0.3)
             requests = [
                 ("read", {"id": "r1", "meter": "m1"}),
@@ -406,7 +397,7 @@ def test_commands_can_be_switched_off(simulate, mosquitto, tmp_path: Path) -> No
         got: list[str] = []
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
             await c.subscribe(f"meterlink/{gw_id}/cmd/+/result", qos=1)
-            assert await _until(lambda: gw.sinks[0].counters.connected, 10)
+            assert await await_until(lambda: gw.sinks[0].counters.connected, 10)
             await c.publish(f"meterlink/{gw_id}/cmd/status", b'{"id": "1"}', qos=1)
 
             async def gather() -> None:

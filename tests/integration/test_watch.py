@@ -28,7 +28,7 @@ from rich.console import Console
 from meterlink.apps.watch import Monitor, parse_broker, render
 from meterlink.core.reading import format_ts
 from meterlink.engine.journal import Journal
-from testkit.simproc import REPO, meterlink_cmd, wait_for, write_config
+from testkit.simproc import REPO, meterlink_cmd, wait_until, write_config
 
 P = "fleet"
 
@@ -245,7 +245,7 @@ def test_watch_real_gateway_quiet_gateway_dead_gateway(simulate, mosquitto, tmp_
         gw = subprocess.Popen([*meterlink_cmd(), "run", "-c", str(cfg)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         # until the CSV holds 3 of the real gateway's data messages (then Ctrl-C: watch prints its last view)
-        assert wait_for(lambda: len(_real_seqs(out_csv)) >= 3, timeout=40), "watch saw fewer than 3 data messages"
+        assert wait_until(lambda: len(_real_seqs(out_csv)) >= 3, timeout=40), "watch saw fewer than 3 data messages"
         watch.send_signal(signal.SIGINT)
         out, err = watch.communicate(timeout=30)
     finally:
