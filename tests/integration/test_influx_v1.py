@@ -17,9 +17,10 @@ import pytest
 from meterlink.core.config import parse_config
 from meterlink.core.reading import parse_ts
 from meterlink.engine.gateway import Gateway
+from testkit.simproc import await_until
 from tests.integration.test_read_cli import served
 from tests.integration.test_scheduler import POINTS
-from tests.integration.test_sinks import _journal_rows, _raw, _until, run
+from tests.integration.test_sinks import _journal_rows, _raw, run
 
 UNITS = {p["obis"]: p["unit"] for p in POINTS}
 
@@ -51,8 +52,8 @@ def test_v1_schema_measurement_tags_field(simulate, fresh_influxdb1, tmp_path: P
     async def scenario() -> int:
         gw = Gateway(parse_config(raw))
         await gw.start()
-        assert await _until(lambda: gw.journal.counts()["last_id"] >= 4, 15)
-        assert await _until(lambda: gw.journal.cursor("influxdb") >= 4, 15), gw.status()["sinks"]
+        assert await await_until(lambda: gw.journal.counts()["last_id"] >= 4, 15)
+        assert await await_until(lambda: gw.journal.cursor("influxdb") >= 4, 15), gw.status()["sinks"]
         delivered = gw.journal.cursor("influxdb")
         await gw.stop()
         return delivered
@@ -83,16 +84,16 @@ def test_v1_outage_every_reading_arrives_after_restart(simulate, fresh_influxdb1
     async def scenario() -> tuple[int, int]:
         gw = Gateway(parse_config(raw))
         await gw.start()
-        assert await _until(lambda: gw.journal.cursor("influxdb") >= 2, 15)
+        assert await await_until(lambda: gw.journal.cursor("influxdb") >= 2, 15)
         await asyncio.to_thread(influx.stop)
         down_at = gw.journal.counts()["last_id"]
-        assert await _until(lambda: gw.journal.counts()["last_id"] >= down_at + 8, 20)
+        assert await await_until(lambda: gw.journal.counts()["last_id"] >= down_at + 8, 20)
         assert gw.journal.backlog("influxdb") > 0, "readings must pile up in the journal while influxd is down"
         status = gw.status()["sinks"]["influxdb"]  # type: ignore[index]
         assert status["connected"] is False and status["last_error"]
         up_at = gw.journal.counts()["last_id"]
         await asyncio.to_thread(influx.start, influx.port)
-        assert await _until(lambda: gw.journal.backlog("influxdb") == 0, 40)
+        assert await await_until(lambda: gw.journal.backlog("influxdb") == 0, 40)
         delivered = gw.journal.cursor("influxdb")
         await gw.stop()
         return delivered, up_at
@@ -122,7 +123,7 @@ def test_v1_username_and_password_file(simulate, influxdb1_factory, tmp_path: Pa
         async def go() -> dict[str, Any]:
             gw = Gateway(parse_config(raw))
             await gw.start()
-            ok = await _until(lambda: gw.journal.cursor("influxdb") >= 2
+            ok = await await_until(lambda: gw.journal.cursor("influxdb") >= 2
                               or gw.status()["sinks"]["influxdb"]["failures"] >= 2, 15)  # type: ignore[index]
             assert ok, gw.status()["sinks"]
             status = dict(gw.status()["sinks"]["influxdb"])  # type: ignore[index]
