@@ -179,11 +179,9 @@ class Transport(Generic[F]):
         self._gap = inter_frame_gap(line.baudrate)
         if self._serial is None:
             return
-        try:
-            self._serial.baudrate = line.baudrate
-            self._serial.bytesize = line.bytesize
-            self._serial.parity = _PARITY[line.parity]
-            self._serial.stopbits = line.stopbits
+        try:  # one reconfiguration of the port, not one per setting
+            self._serial.apply_settings({"baudrate": line.baudrate, "bytesize": line.bytesize,
+                                         "parity": _PARITY[line.parity], "stopbits": line.stopbits})
         except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             reason = serial_error_text(exc, line=str(line))
             self._lost(reason)

@@ -217,8 +217,13 @@ class LinkScheduler:
         for ms in self.meters.values():
             for g in ms.groups:
                 g.next_due = now  # one full read at start, aligned moments after that
+        line = None  # the line the last poll left the port on (a mixed bus switches between meters' lines)
         while True:
-            ms = min(self.meters.values(), key=MeterState.next_due)
+            # of the meters due now, those on the port's current line first: the port switches as rarely
+            # as possible; otherwise the one due first
+            now = time.time()
+            ms = min(self.meters.values(), key=lambda m: (max(m.next_due(), now), m.meter.line != line))
+            line = ms.meter.line
             due = ms.next_due()
             delay = due - time.time()
             if delay > 0:
