@@ -73,11 +73,12 @@ def stage_of(func: tuple[str, int, str]) -> str | None:
         return "modbus-client"
     if "/drivers/modbus/" in p:
         return "modbus-driver"
-    if p.endswith("gateway/reading.py"):
+    if p.endswith(("gateway/reading.py", "core/reading.py")):
         return "decode" if name in _DECODE else "json" if name in _JSON else "reading"
-    if p.endswith("gateway/journal.py"):
+    if p.endswith(("gateway/journal.py", "engine/journal.py")):
         return "json" if name in _JSON else "journal"
-    if (p.endswith("gateway/scheduler.py") and name in _READING) or p.endswith("gateway/driver.py"):
+    if ((p.endswith(("gateway/scheduler.py", "engine/scheduler.py")) and name in _READING)
+            or p.endswith(("gateway/driver.py", "core/driver.py"))):
         return "reading"
     if p == "<string>":  # dataclass-made __init__: Reading, PointResult, _Pending on this path
         return "reading"
@@ -85,14 +86,14 @@ def stage_of(func: tuple[str, int, str]) -> str | None:
         return "json"
     if "/sqlite3/" in p:
         return "journal"
-    if "/aiomqtt/" in p or "/paho/" in p or "/gateway/sinks/" in p:
+    if "/aiomqtt/" in p or "/paho/" in p or "/gateway/sinks/" in p or "/engine/sinks/" in p:
         return "mqtt"
-    if "/logging/" in p or p.endswith("gateway/logs.py"):
+    if "/logging/" in p or p.endswith(("gateway/logs.py", "core/logs.py")):
         return "logging"
     if ("/asyncio/" in p or "/concurrent/" in p or p.endswith(("/selectors.py", "/threading.py", "/contextlib.py",
                                                                 "/socket.py", "/queue.py", "/heapq.py",
                                                                 "bench/profile.py"))
-            or p.endswith(("gateway/scheduler.py", "gateway/runtime.py"))):
+            or p.endswith(("gateway/scheduler.py", "gateway/runtime.py", "engine/scheduler.py", "engine/gateway.py"))):
         return "asyncio"
     return "other"
 

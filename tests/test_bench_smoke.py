@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bare, bus, crowded, drain, load, many, peers, pipeline
+from bench import bare, bus, crowded, drain, load, many, pipeline
 
 
 def test_backlog_drain_smoke() -> None:
@@ -39,14 +39,6 @@ def test_many_meters_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     # two block reads per meter and cycle; a retry after a timeout on a loaded CI machine only adds
     assert r["readings"] > 0 and r["planned_per_cycle"] == pytest.approx(2.0)
     assert r["tx_per_poll"] >= 2.0 and r["transactions"] - r["failed_tries"] <= 2 * r["polls"]
-
-
-@pytest.mark.slow
-def test_peer_thingsboard_smoke() -> None:
-    """thingsboard-gateway (installed into .bench-peers on first use) really delivers the peer load."""
-    r = peers.thingsboard(warmup=20, window=5)
-    assert r["readings"] > 0, "thingsboard-gateway delivered nothing: its session-limits answer or ACL broke"
-    assert r["cpu_ms_per_1000"] > 0
 
 
 @pytest.mark.slow
