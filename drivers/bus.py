@@ -1,4 +1,4 @@
-"""A mixed bus: meters of several protocols, or with different line settings, on one serial adapter.
+"""A mixed bus: meters of several protocols, line settings or pauses on one adapter.
 
 The field has such buses: DL/T 645 meters at 2400 8E1 and Modbus meters at
 9600 8N1 on one RS-485 pair, or DL/T 698.45, 645-2007 and 645-1997 meters
@@ -54,6 +54,8 @@ class Bus:
         if line != self.transport.line:
             self.switches += 1
             await self.transport.reconfigure(line)
+        pause = meter.config.pause
+        self.transport.set_pause(self.link.config.pause if pause is None else pause)
         self._chosen = self.drivers[meter.protocol]
         return self._chosen
 

@@ -187,6 +187,11 @@ class Transport(Generic[F]):
             self._lost(reason)
             raise LinkError(f"cannot switch {self.endpoint.port} to {line}: {reason}") from exc
 
+    def set_pause(self, pause: float) -> None:
+        """The silence kept before the next requests (a meter that needs more than the link's pause)."""
+        if pause != self.endpoint.pause:
+            self.endpoint = replace(self.endpoint, pause=pause)
+
     async def close(self) -> None:
         if self._serial is not None:
             with contextlib.suppress(Exception):

@@ -75,7 +75,6 @@ class ModbusDriver:
         self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[tuple[str, frozenset[str]], list[Block]] = {}
         self._refused: dict[str, set[tuple[str, int, int]]] = {}
-        self._overhead = request_overhead(rtu=self._rtu, baudrate=link.baudrate)  # the planner's price of a request
 
     # --- channel -------------------------------------------------------------
 
@@ -129,8 +128,10 @@ class ModbusDriver:
         plan = self._plans.get(key)
         if plan is None:
             max_registers, max_gap, forbidden = options(meter)
+            pause = meter.config.pause if meter.config.pause is not None else self.link.config.pause
+            overhead = request_overhead(rtu=self._rtu, baudrate=(meter.line or self.link.line).baudrate, pause=pause)
             plan = plan_blocks(points, max_registers=max_registers, max_gap=max_gap,
-                               overhead=self._overhead, refused=self._refused.get(meter.id, ()),
+                               overhead=overhead, refused=self._refused.get(meter.id, ()),
                                forbidden=forbidden)
             self._plans[key] = plan
         return plan

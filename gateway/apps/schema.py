@@ -85,6 +85,8 @@ DESCRIPTIONS: dict[str, str] = {
     "MeterConfig.parity": "Parity of this meter where it differs from its link's (a mixed bus): N, E or O.",
     "MeterConfig.bytesize": "Data bits of this meter where they differ from its link's (7 or 8).",
     "MeterConfig.stopbits": "Stop bits of this meter where they differ from its link's (1 or 2).",
+    "MeterConfig.pause": "Silence kept before this meter's requests, where its transceiver needs more time to turn "
+                         "around than the link's `pause` gives (it then hears every request).",
     "MeterConfig.address": "modbus: the unit id 1-247. dlt645: the 12-digit address as printed on the nameplate, "
                            "quoted. dlms: `{client: 16, logical: 1, physical: 17}` (physical only on HDLC; "
                            "`physical: auto` computes it from `serial`).",

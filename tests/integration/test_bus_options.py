@@ -67,3 +67,30 @@ def test_echoing_adapter(simulate, tmp_path: Path, echo: bool) -> None:
     assert values == served(1)
     if echo:
         assert counters.timeouts == 0
+
+
+def test_a_meters_own_pause_overrides_the_links(simulate, tmp_path: Path) -> None:
+    """One slow meter among fast ones: its own ``pause`` makes it hear every request, the link keeps none."""
+    sim = simulate("modbus", "--profile", PROFILE, "--pty", "--freeze", "--turnaround", "100ms")
+    link: dict[str, Any] = {"type": "serial", "port": sim.where, "baudrate": 9600, "parity": "N", "timeout": "300ms",
+                            "retries": 2}
+
+    async def read() -> tuple[dict[str, Decimal | None], Any]:
+        cfg = parse_config({"gateway": {"id": "gw-bus", "data_dir": str(tmp_path / "data")}, "links": {"bus": link},
+                            "meters": {"m1": {"link": "bus", "protocol": "modbus", "address": 1, "profile": PROFILE,
+                                              "pause": "120ms"}}}, base=tmp_path)
+        assert cfg.links["bus"].mixed  # a meter with its own pause goes through the bus driver
+        driver = create_driver(cfg.links["bus"])
+        meter = cfg.meters["m1"]
+        await driver.open()
+        try:
+            results = []
+            for _ in range(2):
+                results = await driver.read(meter, meter.points)
+        finally:
+            await driver.close()
+        return {r.point.obis: r.value for r in results}, driver.counters
+
+    values, counters = asyncio.run(read())
+    assert counters.timeouts == 0, f"{counters.timeouts} requests went unheard with the meter's own pause"
+    assert values == served(1)

@@ -235,8 +235,9 @@ def _check_semantics(fc: Any, base: Path, path: Path | None) -> Config:
                             config=m.model_copy(update={"points": [], **files}), line=line, options=options)
 
     for lid, link in links.items():
-        lines = {m.line for m in meters.values() if m.link == lid}
-        if len(link.protocols) > 1 or lines - {None, link.line}:
+        mine = [m for m in meters.values() if m.link == lid]
+        lines = {m.line for m in mine}
+        if len(link.protocols) > 1 or lines - {None, link.line} or any(m.config.pause is not None for m in mine):
             links[lid] = dataclasses.replace(link, mixed=True)
     _check_sinks(fc, problems)
     if problems:

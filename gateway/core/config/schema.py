@@ -122,6 +122,8 @@ class MeterBase(_Model):
     parity: Literal["N", "E", "O"] | None = None
     bytesize: Literal[7, 8] | None = None
     stopbits: Literal[1, 2] | None = None
+    # silence kept before this meter's requests where its transceiver needs more than the link's pause
+    pause: Duration | None = None
 
 
 class ProfileGroup(_Model):
