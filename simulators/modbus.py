@@ -7,7 +7,7 @@ pymodbus client it is there to test.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from meterlink.core.config import Point
@@ -42,8 +42,9 @@ class ModbusUnit:
     """
 
     def __init__(self, unit_id: int, points: Sequence[Point], model: MeterModel,
-                 forbidden: Sequence[tuple[str, int, int]] = ()) -> None:
+                 forbidden: Sequence[tuple[str, int, int]] = (), identity: Mapping[int, int] | None = None) -> None:
         self.unit_id = unit_id
+        self.identity = dict(identity or {})  # extra holding registers naming the model (drivers/modbus/identify.py)
         self.points = list(points)
         self.model = model
         self.forbidden = list(forbidden)  # (function, first, last) the meter refuses with exception 02
@@ -63,6 +64,8 @@ class ModbusUnit:
         """Register words, or a Modbus exception code."""
         if not 1 <= count <= MAX_READ_REGISTERS:
             return ILLEGAL_DATA_VALUE
+        if function == "holding" and self.identity and all(a in self.identity for a in range(address, address + count)):
+            return [self.identity[a] for a in range(address, address + count)]
         span = self._spans.get(function)
         if span is None or address < span[0] or address + count > span[1]:
             return ILLEGAL_DATA_ADDRESS

@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--late-delay", default="2s", help="how late a 'late' fault answers (default 2s)")
     m.add_argument("--freeze", action="store_true", help="values do not change (for exact comparisons)")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--identity", action="store_true",
+                   help="also answer the maker's model-code register for this profile (what `meterlink scan` probes)")
     m.add_argument("--wire-time", type=int, metavar="BAUD",
                    help="delay each reply by its transaction's true wire time at BAUD (11-bit characters + t3.5)")
     m.add_argument("--ports", type=int, default=1,
@@ -61,7 +63,16 @@ async def _serve_modbus(args: argparse.Namespace, points: list, units: list[int]
 
     profile = load_profile(args.profile)
     forbidden = [(f.function, f.first, f.last) for f in profile.forbidden]
-    served = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + u, frozen=args.freeze), forbidden)
+    identity: dict[int, int] = {}
+    if args.identity:
+        from meterlink.drivers.modbus.identify import identity_registers
+
+        identity = identity_registers(profile.name)
+        if not identity:
+            print(f"meterlink simulate: --identity: no model-code register is known for {profile.name}",
+                  file=sys.stderr)
+            return 2
+    served = {u: ModbusUnit(u, points, MeterModel(seed=args.seed + u, frozen=args.freeze), forbidden, identity)
               for u in units}
     framing = args.framing or ("rtu" if args.pty else "socket")
 

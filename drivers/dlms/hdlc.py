@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from meterlink.core.errors import FrameError
+from meterlink.core.errors import BadFrame, FrameError
 from meterlink.drivers.crc import crc16_x25
 
 FLAG = 0x7E
@@ -33,14 +33,6 @@ LLC_REQUEST = b"\xe6\xe6\x00"   # Green Book 8.4.5.3: LLC header client -> serve
 LLC_RESPONSE = b"\xe6\xe7\x00"  # server -> client (source LSAP E7: response)
 DEFAULT_MAX_INFO = 128          # Green Book 8.4.5.4.3: default maximum information field length
 MAX_FRAME_LENGTH = 0x7FF        # 11 bits of frame length
-
-
-class BadFrame(FrameError):
-    """A complete frame that failed a check; ``consumed`` bytes hold it and may be dropped."""
-
-    def __init__(self, message: str, *, consumed: int) -> None:
-        super().__init__(message)
-        self.consumed = consumed
 
 
 # --- FCS-16 ---------------------------------------------------------------------------

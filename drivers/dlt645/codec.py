@@ -33,7 +33,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Final, Literal
 
-from meterlink.core.errors import FrameError, MeterRejected
+from meterlink.core.errors import BadFrame, FrameError, MeterRejected
 
 # --- frame constants ------------------------------------------------------------
 
@@ -120,20 +120,6 @@ BAUD_RATE_CODES: Final[Mapping[int, int]] = MappingProxyType(
         19200: 0x40,
     }
 )
-
-
-class BadFrame(FrameError):
-    """``decode`` found a delimited frame that is not valid (checksum, end byte, length).
-
-    ``consumed`` is how many bytes of the buffer the caller drops before
-    decoding again.  After a checksum or end-byte failure it only goes one byte
-    past the candidate's first ``68``: the "frame" may have been garbage that
-    happened to contain ``68 .. 68``, and the real reply can start inside it.
-    """
-
-    def __init__(self, message: str, *, consumed: int) -> None:
-        super().__init__(message)
-        self.consumed = consumed
 
 
 # --- addresses ------------------------------------------------------------------

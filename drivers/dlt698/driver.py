@@ -35,6 +35,12 @@ journal already holds (``Store.last_meter_ts``); then journaled oldest first
 under the historical OBIS codes (F = 126, ``meterlink.core.reading.historical_obis``)
 with ``meter_ts`` = the freeze time, each day exactly once, as DL/T 645's.
 
+Monthly freeze (5006, the ``monthly_frozen_months`` meter key, settlement): read
+like the daily freeze, each missed month once, oldest first, under the same
+F = 126 codes (``monthly_frozen_*`` names); the collector point itself
+(1.0.98.2.0.255, value 0, ``meter_ts`` = the freeze time) marks each month
+journaled, since the energy codes are shared with the daily freeze.
+
 Minute freeze (5002, a point with ``oad: "50020200"``, the 15-min curve): read
 by freeze-time range (Selector2 on 20210200) from the newest record journaled
 (or ``backfill`` ago), in windows that fit the APDU budget, like a DLMS load
@@ -67,6 +73,7 @@ MAX_APDU: Final = 512
 """Link user data assumed each way when nothing is negotiated (see the module docstring)."""
 CLOCK_OAD: Final = Oad(0x4000, 2, 0)
 DAILY_FREEZE: Final = Oad(0x5004, 2, 0)
+MONTHLY_FREEZE: Final = Oad(0x5006, 2, 0)
 MINUTE_FREEZE: Final = Oad(0x5002, 2, 0)
 FREEZE_TIME: Final = oads.FREEZE_TIME
 FORWARD, REVERSE = Oad(0x0010, 2, 0), Oad(0x0020, 2, 0)
@@ -74,6 +81,7 @@ CURVE_COLUMNS: Final = (Oad(0x0010, 2, 1), Oad(0x0020, 2, 1))  # 15-min curve: f
 CURVE_WINDOW: Final = dt.timedelta(hours=4)  # 16 records of ~18 bytes: well inside MAX_APDU
 DEFAULT_BACKFILL: Final = 86400.0
 DAILY_RECORDS: Final = 62
+MONTHLY_RECORDS: Final = 12
 SERVICE_NOT_SUPPORTED: Final = 2  # ERROR-Response 异常类型
 
 _REPLY_HEAD = 8  # 85 02 PIID count + FollowReport + TimeTag flags
@@ -295,7 +303,7 @@ class Dlt698Driver:
         by_oad: dict[Oad, list[Point]] = {}
         for p in points:
             by_oad.setdefault(oads.parse_oad(p.oad), []).append(p)
-        plain = [o for o in by_oad if o not in (CLOCK_OAD, DAILY_FREEZE, MINUTE_FREEZE)]
+        plain = [o for o in by_oad if o not in (CLOCK_OAD, DAILY_FREEZE, MONTHLY_FREEZE, MINUTE_FREEZE)]
         results: list[PointResult] = []
         if plain:
             results.extend(await self._read_values(meter, plain, by_oad))
@@ -305,6 +313,8 @@ class Dlt698Driver:
                                        unit="s") for p in by_oad[CLOCK_OAD])
         if DAILY_FREEZE in by_oad:
             results.extend(await self._read_daily(meter, by_oad[DAILY_FREEZE]))
+        if MONTHLY_FREEZE in by_oad:
+            results.extend(await self._read_monthly(meter, by_oad[MONTHLY_FREEZE]))
         for p in by_oad.get(MINUTE_FREEZE, []):
             results.extend(await self._read_curve(meter, p))
         return results
@@ -397,19 +407,20 @@ class Dlt698Driver:
                              f"for {', '.join(map(str, columns))}")
         return reply.result
 
-    async def _read_daily(self, meter: Meter, wanted: list[Point]) -> list[PointResult]:
+    async def _walk_freeze(self, meter: Meter, oad: Oad, count: int, last: dt.datetime | None,
+                           ) -> list[tuple[dt.datetime, tuple[Data, ...]]] | MeterRejected:
+        """Records 上第 1..``count`` 次 of freeze ``oad`` (Selector9, newest first) down to the first one whose
+        freeze time ``last`` (what the journal holds) already covers; the meter's refusal of the first."""
         zone = meter.config.timezone
-        days = max(1, min(meter.config.daily_frozen_days or 1, DAILY_RECORDS))
-        last = self.store.last_meter_ts(meter.id, historical_obis("1.0.1.8.0.255")) if self.store else None
         await self.scalers(meter, (FORWARD.oi, REVERSE.oi))
         columns = (FREEZE_TIME, FORWARD, REVERSE)
         new: list[tuple[dt.datetime, tuple[Data, ...]]] = []
-        for n in range(1, days + 1):  # 上第 n 次: yesterday's record first, back until one the journal holds
+        for n in range(1, count + 1):  # 上第 n 次: the newest record first, back until one the journal holds
             try:
-                rows = (await self.record(meter, DAILY_FREEZE, Selector(9, (n,)), columns)).records(meter.id)
+                rows = (await self.record(meter, oad, Selector(9, (n,)), columns)).records(meter.id)
             except MeterRejected as exc:
                 if n == 1:
-                    return [PointResult.invalid(p, str(exc)) for p in wanted]
+                    return exc
                 break  # a record the meter does not hold yet ends the walk
             if not rows or not isinstance(rows[0][0].value, dt.datetime):
                 break
@@ -417,6 +428,11 @@ class Dlt698Driver:
             if last is not None and when <= last:
                 break
             new.append((when, rows[0]))
+        return new
+
+    def _freeze_values(self, meter: Meter, template: Point, kind: str,
+                       new: list[tuple[dt.datetime, tuple[Data, ...]]]) -> list[PointResult]:
+        """The energy values of freeze records ``new`` (newest first), journaled oldest first."""
         out: list[PointResult] = []
         for when, row in reversed(new):  # oldest first
             for data, column, c in ((row[1], FORWARD, 1), (row[2], REVERSE, 2)):
@@ -424,7 +440,7 @@ class Dlt698Driver:
                     continue  # some meters freeze forward energy only: NULL
                 su = self._scalers.get((meter.id, column.oi))
                 for tariff, item in enumerate(data.value):
-                    point = _frozen_point(wanted[0], c, tariff)
+                    point = _frozen_point(template, c, tariff, kind)
                     try:
                         raw, _ = number(item)
                     except FrameError as exc:
@@ -437,6 +453,35 @@ class Dlt698Driver:
                         continue
                     out.append(PointResult(point=point, value=scaled(raw, su.scaler), meter_ts=when,
                                            unit=unit_text(su.unit)))
+        return out
+
+    async def _read_daily(self, meter: Meter, wanted: list[Point]) -> list[PointResult]:
+        days = max(1, min(meter.config.daily_frozen_days or 1, DAILY_RECORDS))
+        last = self.store.last_meter_ts(meter.id, historical_obis("1.0.1.8.0.255")) if self.store else None
+        new = await self._walk_freeze(meter, DAILY_FREEZE, days, last)
+        if isinstance(new, MeterRejected):
+            return [PointResult.invalid(p, str(new)) for p in wanted]
+        return self._freeze_values(meter, wanted[0], "daily", new)
+
+    async def _read_monthly(self, meter: Meter, wanted: list[Point]) -> list[PointResult]:
+        """Monthly freezes (5006) not journaled yet, oldest first, each with its marker: the collector point
+        itself (value 0, ``meter_ts`` = the freeze time), which is what says a month is journaled.
+
+        The energy values go out under the same F = 126 codes as the daily freeze (a freeze at the 1st,
+        00:00 is the register then, whichever freeze holds it), so their newest time stamp cannot tell
+        which months are in: after a daily freeze of the 1st it would skip that month's settlement
+        values.  The marker's own OBIS (1.0.98.2.0.255) can.
+        """
+        months = max(1, min(meter.config.monthly_frozen_months or 1, MONTHLY_RECORDS))
+        marker = wanted[0]
+        last = self.store.last_meter_ts(meter.id, marker.obis) if self.store else None
+        new = await self._walk_freeze(meter, MONTHLY_FREEZE, months, last)
+        if isinstance(new, MeterRejected):
+            return [PointResult.invalid(p, str(new)) for p in wanted]
+        out: list[PointResult] = []
+        for when, row in reversed(new):  # oldest first, each month's values then its marker
+            out.extend(self._freeze_values(meter, marker, "monthly", [(when, row)]))
+            out.extend(PointResult(point=p, value=Decimal(0), meter_ts=when) for p in wanted)
         return out
 
     async def _read_curve(self, meter: Meter, p: Point) -> list[PointResult]:
@@ -496,10 +541,10 @@ class Dlt698Driver:
         return PointResult(point=point, value=scaled(raw, su.scaler), meter_ts=ts, unit=unit_text(su.unit))
 
 
-def _frozen_point(template: Point, obis_c: int, tariff: int) -> Point:
-    """A point for one value of a daily freeze: the energy register's historical OBIS (F = 126), so a
-    subscriber never takes the freeze for the live register (as ``meterlink.drivers.dlt645.driver``)."""
+def _frozen_point(template: Point, obis_c: int, tariff: int, freeze: str = "daily") -> Point:
+    """A point for one value of a daily or monthly freeze: the energy register's historical OBIS (F = 126),
+    so a subscriber never takes the freeze for the live register (as ``meterlink.drivers.dlt645.driver``)."""
     kind = "forward" if obis_c == 1 else "reverse"
-    name = f"daily_frozen_{kind}_active_energy" + (f"_t{tariff}" if tariff else "")
+    name = f"{freeze}_frozen_{kind}_active_energy" + (f"_t{tariff}" if tariff else "")
     return dataclasses.replace(template, obis=historical_obis(f"1.0.{obis_c}.8.{tariff}.255"), name=name,
                                unit="kWh")

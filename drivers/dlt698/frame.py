@@ -35,7 +35,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from meterlink.core.errors import FrameError
+from meterlink.core.errors import BadFrame, FrameError
 from meterlink.drivers.crc import crc16_x25 as fcs16  # CRC-16/X.25, the FCS of DLMS HDLC too
 
 START: Final = 0x68
@@ -77,19 +77,6 @@ class SegmentType(enum.IntEnum):
     LAST = 1  # 最后帧
     CONFIRM = 2  # 确认帧
     MIDDLE = 3  # 中间帧
-
-
-class BadFrame(FrameError):
-    """A delimited frame failed a check; drop ``consumed`` bytes and decode again.
-
-    After a bad HCS or FCS only one byte past the candidate's 68H is consumed:
-    the "frame" may be garbage that happened to look like a header, and the real
-    reply can start inside it.
-    """
-
-    def __init__(self, message: str, *, consumed: int) -> None:
-        super().__init__(message)
-        self.consumed = consumed
 
 
 # --- server address -----------------------------------------------------------------

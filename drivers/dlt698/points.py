@@ -2,8 +2,9 @@
 
 Kept apart from the codec (``oads`` stays free of the gateway's unit rules).
 A point names an OAD; its OBIS code and unit default from the OAD table.
-Three OADs are not registers: 40000200 is the clock (value = drift in s),
-50040200 the daily freeze and 50020200 the 15-min curve (read as records).
+Four OADs are not registers: 40000200 is the clock (value = drift in s),
+50040200 the daily freeze, 50060200 the monthly freeze and 50020200 the
+15-min curve (read as records).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ SPECIAL: Final = {
     "40000200": (CLOCK_OBIS, "s"),  # the clock: drift in seconds, meter_ts = the meter's time
     "50040200": ("1.0.98.1.0.255", "kWh"),  # 日冻结, as DL/T 645's daily_frozen point
     "50020200": ("1.0.99.1.0.255", ""),  # 分钟冻结 (15-min curve), OBIS of load profile 1
+    # 月冻结 (settlement), OBIS of billing period data scheme 2; journaled per month as a record marker (value 0)
+    "50060200": ("1.0.98.2.0.255", ""),
 }
 
 

@@ -2,7 +2,8 @@
 
 A point names an OAD (``oad: "00100201"``: OI, attribute, element index); its
 OBIS code and unit default from the OAD table (``oads``), so a profile needs
-only the OAD.  A meter may collect the daily freezes of its last days.
+only the OAD.  A meter may collect the daily freezes of its last days and the monthly
+(settlement) freezes of its last months.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from meterlink.core.errors import ConfigError
 from meterlink.drivers.dlt698.points import PointProblem, check_point, default_obis
 
 DAILY_FREEZE_OAD = "50040200"
+MONTHLY_FREEZE_OAD = "50060200"
 
 
 class Dlt698PointConfig(PointBase):
@@ -37,7 +39,12 @@ class Dlt698PointConfig(PointBase):
 
 Dlt698MeterConfig, Dlt698ProfileConfig = protocol_models(
     "dlt698", point=Dlt698PointConfig,
-    meter_fields={"daily_frozen_days": (int, Field(default=0, ge=0, le=62))})
+    meter_fields={"daily_frozen_days": (int, Field(default=0, ge=0, le=62)),
+                  "monthly_frozen_months": (int, Field(
+                      default=0, ge=0, le=12,
+                      description="dlt698: collect the monthly freezes (5006, settlement) of the last N months (0: "
+                                  "off, at most 12), journaled once each under OBIS F = 126 with `meter_ts` = the "
+                                  "freeze time."))})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +68,12 @@ def address(m: Any, _link: Any) -> str:
 
 
 def extra_points(m: Any) -> list[Point]:
-    if not m.daily_frozen_days:
-        return []
-    return [Dlt698Point(obis="1.0.98.1.0.255", name="daily_frozen", unit="kWh", interval=3600.0,
-                        oad=DAILY_FREEZE_OAD)]
+    out: list[Point] = []
+    if m.daily_frozen_days:
+        out.append(Dlt698Point(obis="1.0.98.1.0.255", name="daily_frozen", unit="kWh", interval=3600.0,
+                               oad=DAILY_FREEZE_OAD))
+    if m.monthly_frozen_months:
+        # hourly like the daily freeze: a new month is collected within the hour after the meter freezes it
+        out.append(Dlt698Point(obis="1.0.98.2.0.255", name="monthly_frozen", unit="", interval=3600.0,
+                               oad=MONTHLY_FREEZE_OAD))
+    return out

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from meterlink.core.errors import FrameError, MeterlinkError
+from meterlink.core.errors import BadFrame, FrameError, MeterlinkError
 from meterlink.core.reading import float32_decimal, float64_decimal
 from meterlink.drivers.crc import crc16_modbus
 
@@ -197,14 +197,6 @@ def decode_rtu_response(buf: bytes) -> tuple[int, Response | None]:
     return size, _parse_pdu_response(frame[0], frame[1:-2], 0)
 
 
-class BadReply(FrameError):
-    """A whole candidate frame that fails its check; ``consumed`` bytes can go, a good frame may follow."""
-
-    def __init__(self, message: str, *, consumed: int) -> None:
-        super().__init__(message)
-        self.consumed = consumed
-
-
 def decode_rtu_reply(buf: bytes, request: ReadRequest) -> tuple[int, Response | None]:
     """The reply to ``request`` from the start of ``buf``: ``(consumed, reply)``; ``(consumed, None)`` needs more.
 
@@ -242,7 +234,7 @@ def decode_rtu_reply(buf: bytes, request: ReadRequest) -> tuple[int, Response | 
             return i, None
         frame = buf[i:i + size]
         if crc16(frame[:-2]).to_bytes(2, "little") != frame[-2:]:
-            raise BadReply(f"CRC error in reply {frame.hex(' ')}", consumed=i + 1)
+            raise BadFrame(f"CRC error in reply {frame.hex(' ')}", consumed=i + 1)
         return i + size, _parse_pdu_response(frame[0], frame[1:-2], 0)
     return n, None
 

@@ -7,6 +7,11 @@ exception reply included (a meter that does not map register 0 still says
 not the link's poll timeout: 247 silent ids at 1 s each would take four
 minutes, at 9600 baud they take about 20 s.  TCP links are probed over a few
 connections at once, where the device server accepts them.
+
+After a unit answered, the same connection reads the few registers in which
+some makers keep a model code (``identify.PROBES``); a known code puts that
+profile into the snippet with a comment saying where it was read, otherwise the
+generic hint stays.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from meterlink.core.config import Link, Meter, SerialLinkConfig
-from meterlink.core.errors import LinkError, MeterlinkError, MeterTimeout
+from meterlink.core.errors import LinkError, MeterlinkError, MeterRejected, MeterTimeout
 from meterlink.drivers.modbus.driver import ModbusDriver
+from meterlink.drivers.modbus.identify import identify
 from meterlink.drivers.modbus.schema import ModbusMeterConfig, ModbusPoint
 
 PROBE = ModbusPoint(obis="0.0.96.1.0.255", name="probe", unit="", interval=60, register=0, function="holding",
@@ -67,13 +73,33 @@ async def _probe(driver: ModbusDriver, link: Link, uid: int) -> str | None:
     return f"answers: unit {uid}"
 
 
+async def read_raw(driver: ModbusDriver, link: Link, uid: int, function: str, address: int,
+                   count: int) -> list[int]:
+    """Register words of one unit through the driver (one block of uint16 points); a refusal raises MeterRejected."""
+    points = tuple(ModbusPoint(obis=f"0.0.96.1.{i}.255", name=f"word{i}", unit="", interval=60, register=address + i,
+                               function=function, type="uint16") for i in range(count))  # type: ignore[arg-type]
+    meter = Meter(id=f"identify-{uid}", link=link.id, protocol="modbus", address=uid, points=points,
+                  config=ModbusMeterConfig(link=link.id, protocol="modbus", address=uid))
+    results = await driver.read(meter, list(points))
+    bad = next((r for r in results if r.value is None), None)
+    if bad is not None:
+        raise MeterRejected(bad.error or "no value")
+    return [int(r.value) for r in sorted(results, key=lambda r: r.point.register or 0)]  # type: ignore[arg-type]
+
+
+async def _hint(driver: ModbusDriver, link: Link, uid: int) -> str:
+    """The snippet's profile line: the identified profile, or the generic hint."""
+    found = await identify(lambda fn, address, count: read_raw(driver, link, uid, fn, address, count))
+    return f"{found.profile}   # {found.describe()}" if found else PROFILE_HINT
+
+
 async def find_units(link: Link, ids: Sequence[int], timeout: float | None,
-                     progress: Callable[[int], None]) -> list[tuple[int, str]]:
-    """(unit id, how it answered) for every id in ``ids`` that answered; ``progress(found)`` after each probe."""
+                     progress: Callable[[int], None]) -> list[tuple[int, str, str]]:
+    """(unit id, how it answered, profile hint) per id in ``ids`` that answered; ``progress(found)`` after each."""
     quick = dataclasses.replace(link, config=link.config.model_copy(
         update={"timeout": timeout or probe_timeout(link), "retries": 0}))
     tcp = not isinstance(link.config, SerialLinkConfig)
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, str]] = []
     todo: asyncio.Queue[int] = asyncio.Queue()
     for uid in ids:
         todo.put_nowait(uid)
@@ -84,7 +110,8 @@ async def find_units(link: Link, ids: Sequence[int], timeout: float | None,
                 uid = todo.get_nowait()
                 how = await _probe(driver, quick, uid)
                 if how:
-                    found.append((uid, how))
+                    found.append((uid, how, await _hint(driver, quick, uid) if how.startswith("answers") else
+                                  PROFILE_HINT))
                 progress(len(found))
         finally:
             await driver.close()
@@ -117,4 +144,4 @@ async def scan(link: Link, *, id_range: str | None, addresses_file: str | None, 
         found = await find_units(link, ids, t, bar)
     finally:
         bar.close()
-    return [(f"m-{link.id}-{uid}", str(uid), how, PROFILE_HINT) for uid, how in found]
+    return [(f"m-{link.id}-{uid}", str(uid), how, hint) for uid, how, hint in found]

@@ -27,6 +27,20 @@ class FrameError(MeterlinkError):
     """Bytes from a meter that do not form a valid frame (checksum, length, BCD, ...)."""
 
 
+class BadFrame(FrameError):
+    """A delimited frame that failed a check (checksum, end byte, length).
+
+    ``consumed`` is how many bytes of the buffer the transport drops before
+    decoding again.  After a checksum failure a decoder only goes one byte past
+    the candidate's start: the "frame" may have been garbage that happened to
+    look like one, and the real reply can start inside it.
+    """
+
+    def __init__(self, message: str, *, consumed: int) -> None:
+        super().__init__(message)
+        self.consumed = consumed
+
+
 class MeterTimeout(MeterlinkError):
     """The meter did not answer within the link's timeout (after the link's tries)."""
 
