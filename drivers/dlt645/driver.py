@@ -38,8 +38,8 @@ from typing import Any
 
 from meterlink.core import logs, meterclock
 from meterlink.core.config import Link, Meter, Point
-from meterlink.core.driver import LinkCounters, PointResult, Store
-from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
+from meterlink.core.driver import LinkCounters, PointResult, Store, with_tries
+from meterlink.core.errors import FrameError, MeterRejected
 from meterlink.core.reading import Quality, historical_obis
 from meterlink.drivers.dlt645 import codec, codec1997, dis, dis1997
 from meterlink.drivers.dlt645.checks import standard_of
@@ -93,35 +93,28 @@ class Dlt645Driver:
     async def request(self, frame: Frame, accept_address: str, function: int, *, expect_reply: bool = True) -> Frame:
         """Send ``frame``; return the reply from ``accept_address`` to ``function``, with the link's tries."""
         data = codec.encode_frame(frame)
-        last: Exception | None = None
-        for _ in range(self.link.tries):
+        if not expect_reply:
             await self.open()
             self.counters.transactions += 1
             await self.channel.send(data)
-            if not expect_reply:
-                return frame
-            try:
-                return await self.channel.receive(
-                    codec.decode,
-                    lambda f: f.is_reply and f.function == function
-                    and codec.address_matches(accept_address, f.address)
+            return frame
+
+        def answers(f: Frame) -> bool:
+            return (f.is_reply and f.function == function and codec.address_matches(accept_address, f.address)
                     # a late reply for another DI is skipped, not taken (issue 16); an abnormal reply has no DI
                     and (f.is_abnormal or function not in (codec.Function.READ_DATA, codec.Function.READ_FOLLOW_UP)
                          or f.data[:4] == frame.data[:4])
                     # DL/T 645-1997: the 2-byte identifier DI0 DI1 of 01H/02H replies likewise
                     and (f.is_abnormal or function not in (codec1997.Function.READ_DATA,
                                                            codec1997.Function.READ_FOLLOW_UP)
-                         or f.data[:2] == frame.data[:2]),
-                    self.link.timeout)
-            except MeterTimeout as exc:
-                self.counters.timeouts += 1
-                last = exc
-            except FrameError as exc:
-                self.counters.frame_errors += 1
-                last = exc
-        if isinstance(last, FrameError):
-            raise FrameError(f"{last} (after {self.link.tries} tries)" if self.link.tries > 1 else str(last))
-        raise MeterTimeout(f"no reply within {self.link.timeout:g} s x {self.link.tries} tries") from last
+                         or f.data[:2] == frame.data[:2]))
+
+        async def attempt() -> Frame:
+            await self.open()
+            await self.channel.send(data)
+            return await self.channel.receive(codec.decode, answers, self.link.timeout)
+
+        return await with_tries(self.link, self.counters, attempt)
 
     async def read_di(self, address: str, di: str) -> bytes:
         """The payload of one data identifier, follow-up frames included."""

@@ -38,7 +38,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
 from meterlink.core.config import Link, Meter, Point, SerialLinkConfig, TcpLinkConfig
-from meterlink.core.driver import LinkCounters, PointResult, Store
+from meterlink.core.driver import LinkCounters, PointResult, Store, with_tries
 from meterlink.core.errors import FrameError, LinkError, MeterRejected, MeterTimeout
 from meterlink.drivers.modbus.codec import (
     FUNCTION_CODES,
@@ -166,30 +166,18 @@ class ModbusDriver:
         """One block read with the link's tries; raises MeterTimeout after the last one."""
         request = ReadRequest(device_id=int(meter.address), function_code=FUNCTION_CODES[block.function],
                               address=block.address, count=block.count)
-        last: Exception | None = None
-        for _ in range(self.link.tries):
+
+        async def attempt() -> Response:
             await self.open()
-            self.counters.transactions += 1
-            try:
-                reply = await (self._exchange_rtu(request) if self.channel is not None
-                               else self._exchange_tcp(request))
-            except MeterTimeout as exc:
-                self.counters.timeouts += 1
-                last = exc
-                continue
-            except FrameError as exc:
-                self.counters.frame_errors += 1
-                last = exc
-                continue
-            if isinstance(reply, ExceptionResponse):
-                self.counters.rejections += 1
-                code = reply.exception_code
-                raise MeterRejected(f"exception {code:#04x} ({exception_text(code)}) reading "
-                                    f"{block.function} registers {block.address:#06x}+{block.count}", code)
-            return list(reply.registers)
-        if isinstance(last, FrameError):
-            raise FrameError(f"{last} (after {self.link.tries} tries)" if self.link.tries > 1 else str(last))
-        raise MeterTimeout(f"no reply within {self.link.timeout:g} s x {self.link.tries} tries") from last
+            return await (self._exchange_rtu(request) if self.channel is not None else self._exchange_tcp(request))
+
+        reply = await with_tries(self.link, self.counters, attempt)
+        if isinstance(reply, ExceptionResponse):
+            self.counters.rejections += 1
+            code = reply.exception_code
+            raise MeterRejected(f"exception {code:#04x} ({exception_text(code)}) reading "
+                                f"{block.function} registers {block.address:#06x}+{block.count}", code)
+        return list(reply.registers)
 
     async def _exchange_rtu(self, request: ReadRequest) -> Response:
         """One RTU request; only the frame that answers it (device id, function, byte count) is taken."""

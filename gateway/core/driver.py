@@ -10,14 +10,17 @@ driver: a link carries one transaction at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from meterlink.core.config import Link, Meter, Point
+from meterlink.core.errors import FrameError, MeterTimeout
 from meterlink.core.reading import Quality
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,3 +95,27 @@ class Driver(Protocol):
         meter costs the bus at most one timeout x tries per cycle.
         """
         ...
+
+
+async def with_tries(link: Link, counters: LinkCounters, attempt: Callable[[], Awaitable[T]]) -> T:
+    """One transaction with the link's tries: the one retry loop of every driver.
+
+    Each try is counted; a timeout or a bad frame is retried up to ``link.tries``
+    times, anything else (a meter's error reply, a lost link) goes up at once.
+    After the last try the error names how many there were, so one silent
+    meter costs the bus exactly timeout x tries.
+    """
+    last: MeterTimeout | FrameError | None = None
+    for _ in range(link.tries):
+        counters.transactions += 1
+        try:
+            return await attempt()
+        except MeterTimeout as exc:
+            counters.timeouts += 1
+            last = exc
+        except FrameError as exc:
+            counters.frame_errors += 1
+            last = exc
+    if isinstance(last, FrameError):
+        raise FrameError(f"{last} (after {link.tries} tries)" if link.tries > 1 else str(last))
+    raise MeterTimeout(f"no reply within {link.timeout:g} s x {link.tries} tries") from last
