@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import bus, crowded, drain, many, pipeline
+from bench import bus, crowded, dlt698, drain, many, pipeline
 
 
 def main() -> int:
     quick = "--quick" in sys.argv
     bus.main(quick=quick)
     crowded.main(quick=quick)
+    dlt698.main(quick=quick)
     pipeline.main(quick=quick)
     drain.main(quick=quick)
     many.main(quick=quick)

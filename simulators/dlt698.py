@@ -35,7 +35,7 @@ from meterlink.drivers.dlt698 import frame as F
 from meterlink.drivers.dlt698.data import Data, DataType, Oad, Road, ScalerUnit, Selector, structure
 from meterlink.simulators.faults import FaultPlan
 from meterlink.simulators.serve import Reply
-from meterlink.simulators.wire import dlt645_transaction
+from meterlink.simulators.wire import char_time, dlt698_transaction
 
 RELEASE_REQUEST = 0x03
 RELEASE_RESPONSE = 0x83
@@ -348,9 +348,11 @@ class Dlt698Handler:
                 raw = bytes(self._rng.randrange(256) for _ in range(3)) + raw
             elif fault == "late":
                 delay = self.late_delay
+            pace = 0.0
             if self.wire_baud:
-                delay += dlt645_transaction(self.wire_baud, len(data), len(raw))  # same line physics, Td 20 ms
-            out.append(Reply(raw, delay))
+                delay += dlt698_transaction(self.wire_baud, len(data), len(raw))  # 11-bit characters + Td
+                pace = char_time(self.wire_baud)  # streamed: the reply begins long before it ends
+            out.append(Reply(raw, delay, pace))
         return out
 
 

@@ -26,6 +26,20 @@ from typing import Any, Protocol
 class Reply:
     data: bytes
     delay: float = 0.0  # seconds after the request was complete
+    pace: float = 0.0  # seconds per byte once the reply begins (wire-time emulation streams it, as a UART does)
+
+
+def _schedule(loop: asyncio.AbstractEventLoop | None, reply: Reply, write: Callable[[bytes], None]) -> None:
+    """Write ``reply`` after its delay: at once, or byte run by byte run at its pace."""
+    if reply.pace > 0 and loop is not None:
+        end = reply.delay  # the whole reply is on the wire by then; its first byte leaves earlier
+        first = max(0.0, end - len(reply.data) * reply.pace)
+        for i in range(0, len(reply.data), 8):
+            loop.call_later(first + (i + 8) * reply.pace, write, reply.data[i:i + 8])
+    elif reply.delay > 0 and loop is not None:
+        loop.call_later(reply.delay, write, reply.data)
+    else:
+        write(reply.data)
 
 
 class FrameHandler(Protocol):
@@ -133,10 +147,7 @@ class PtyServer:
         if not data:
             return
         for reply in self._handler.feed(data):
-            if reply.delay > 0 and self._loop is not None:
-                self._loop.call_later(reply.delay, self._write, reply.data)
-            else:
-                self._write(reply.data)
+            _schedule(self._loop, reply, self._write)
 
     def _write(self, data: bytes) -> None:
         if self._closed:
@@ -183,10 +194,7 @@ class _TcpProtocol(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         for reply in replies:
-            if reply.delay > 0:
-                loop.call_later(reply.delay, self._write, reply.data)
-            else:
-                self._write(reply.data)
+            _schedule(loop, reply, self._write)
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():

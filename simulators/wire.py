@@ -33,6 +33,12 @@ def dlt645_transaction(baud: int, request_bytes: int, reply_bytes: int) -> float
     return (request_bytes + reply_bytes) * char_time(baud) + DLT645_TD + t35(baud)
 
 
+def dlt698_transaction(baud: int, request_bytes: int, reply_bytes: int) -> float:
+    """DL/T 698.45 on RS-485: the same line and turnaround as DL/T 645 (its HDLC-like frames, FE wake-up
+    bytes included in the counts, take no other time on the wire)."""
+    return dlt645_transaction(baud, request_bytes, reply_bytes)
+
+
 def modbus_read_bytes(count: int) -> tuple[int, int]:
     """RTU request and reply sizes of a read of ``count`` registers (function 03/04)."""
     return 8, 5 + 2 * count

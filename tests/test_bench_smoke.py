@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bare, bus, crowded, drain, load, many, pipeline
+from bench import bare, bus, crowded, dlt698, drain, load, many, pipeline
 
 
 def test_backlog_drain_smoke() -> None:
@@ -25,6 +25,22 @@ def test_crowded_bus_smoke() -> None:
     r = crowded.main(quick=True)
     assert r["rs485-1"]["polls"] > 0 and r["rs485-2"]["polls"] > 0
     assert r["rs485-1"]["late_polls"] > 0, "a schedule larger than the wire must be reported late"
+
+
+@pytest.mark.slow
+def test_dlt698_wire_smoke() -> None:
+    r = dlt698.wire(quick=True)
+    assert r["list_transactions"] < r["single_transactions"]
+    for kind in ("list", "single"):  # the simulator emulates the wire: nothing beats it
+        assert r[f"{kind}_cycle_s"] >= r[f"{kind}_wire_s"] * 0.95, r
+    assert r["gain"] > 1.0, "a NormalList poll must beat one GET per OAD"
+
+
+@pytest.mark.slow
+def test_dlt698_crowded_smoke() -> None:
+    r = dlt698.crowded(quick=True)
+    assert r["polls"] > 0 and r["errors"] == 0, r
+    assert r["late_polls"] > 0, "a schedule larger than the wire must be reported late"
 
 
 @pytest.mark.slow

@@ -47,10 +47,14 @@ def _run_installed(code: str) -> str:
 
 
 def test_meterlink_command_runs_the_installed_package_not_the_source_tree() -> None:
-    out = _run_installed("import gateway, drivers, simulators, meterlink.profiles, json;"
-                         "print(json.dumps([m.__file__ for m in (gateway, drivers, simulators, meterlink.profiles)]))")
+    out = _run_installed("import json, meterlink, meterlink.drivers, meterlink.simulators, meterlink.profiles as p;"
+                         "print(json.dumps([m.__file__ for m in (meterlink, meterlink.drivers, meterlink.simulators, p)]))")
     for path in json.loads(out):
-        assert "site-packages" in path and not path.startswith(str(REPO) + "/gateway"), path
+        assert "site-packages/meterlink/" in path and not path.startswith(str(REPO)), path
+    # one top-level import name: nothing of ours collides with another distribution's `gateway` or `drivers`
+    tops = json.loads(_run_installed("import importlib.metadata as md, json;"
+                                     "print(json.dumps(sorted({str(f).split('/')[0] for f in md.files('meterlink')})))"))
+    assert [t for t in tops if not t.endswith(".dist-info") and t != ".."] == ["meterlink"], tops
     meterlink = Path(INSTALLED_VENV or "") / "bin" / "meterlink"
     r = subprocess.run([str(meterlink), "--help"], capture_output=True, text=True, timeout=60, cwd="/")
     assert r.returncode == 0 and "simulate" in r.stdout
@@ -69,8 +73,8 @@ for f in importlib.metadata.files("meterlink"):
 print(json.dumps(names))
 """)
     names = set(json.loads(out))
-    source = {str(p.relative_to(REPO))[:-3].replace("/", ".").removesuffix(".__init__")
-              for top in ("gateway", "drivers", "simulators") for p in (REPO / top).rglob("*.py")}
+    source = {".".join([package, *p.relative_to(REPO / folder).with_suffix("").parts]).removesuffix(".__init__")
+              for package, folder in FOLDERS.items() for p in (REPO / folder).rglob("*.py")}
     assert source <= names, f"in the source tree but not in the wheel: {sorted(source - names)}"
     assert {"meterlink.engine.sinks.mqtt", "meterlink.engine.sinks.influx", "meterlink.profiles"} <= names
 
@@ -142,5 +146,5 @@ def test_a_new_package_is_in_the_next_wheel_with_no_other_edit(tmp_path: Path) -
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("meterlink-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"drivers/toyproto/__init__.py", "drivers/toyproto/codec.py", "gateway/sinks/mqtt.py",
-            "meterlink.profiles/eastron-sdm630.yaml"} <= names
+    assert {"meterlink/drivers/toyproto/__init__.py", "meterlink/drivers/toyproto/codec.py",
+            "meterlink/engine/sinks/mqtt.py", "meterlink/profiles/eastron-sdm630.yaml"} <= names

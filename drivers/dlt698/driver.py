@@ -60,7 +60,7 @@ from typing import Any, Final
 
 from meterlink.core import logs, meterclock
 from meterlink.core.config import Link, Meter, Point
-from meterlink.core.driver import LinkCounters, PointResult, Store
+from meterlink.core.driver import LinkCounters, PointResult, Store, with_tries
 from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
 from meterlink.core.reading import historical_obis
 from meterlink.drivers.dlt698 import apdu as A
@@ -208,24 +208,18 @@ class Dlt698Driver:
     async def request(self, address: F.ServerAddress, apdu: A.Apdu, *, expect_reply: bool = True) -> A.Apdu | None:
         """Send ``apdu`` to ``address``; the checked reply (``answers``), with the link's tries."""
         data = F.encode_frame(F.request(address, A.encode_apdu(apdu)))
-        last: Exception | None = None
-        for _ in range(self.link.tries):
+        if not expect_reply:
             await self.open()
             self.counters.transactions += 1
             await self.channel.send(data)
-            if not expect_reply:
-                return None
-            try:
-                return await self._receive(address, apdu)
-            except MeterTimeout as exc:
-                self.counters.timeouts += 1
-                last = exc
-            except FrameError as exc:
-                self.counters.frame_errors += 1
-                last = exc
-        if isinstance(last, FrameError):
-            raise FrameError(f"{last} (after {self.link.tries} tries)" if self.link.tries > 1 else str(last))
-        raise MeterTimeout(f"no reply within {self.link.timeout:g} s x {self.link.tries} tries") from last
+            return None
+
+        async def attempt() -> A.Apdu:
+            await self.open()
+            await self.channel.send(data)
+            return await self._receive(address, apdu)
+
+        return await with_tries(self.link, self.counters, attempt)
 
     async def _receive(self, address: F.ServerAddress, request: A.Apdu) -> A.Apdu:
         segments = F.Reassembler()

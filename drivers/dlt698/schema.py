@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from meterlink.core.config import Point, PointBase, protocol_models
+from meterlink.core.config import Duration, Point, PointBase, protocol_models
 from meterlink.core.errors import ConfigError
 from meterlink.drivers.dlt698.points import PointProblem, check_point, default_obis
 
@@ -40,6 +40,8 @@ class Dlt698PointConfig(PointBase):
 Dlt698MeterConfig, Dlt698ProfileConfig = protocol_models(
     "dlt698", point=Dlt698PointConfig,
     meter_fields={"daily_frozen_days": (int, Field(default=0, ge=0, le=62)),
+                  # how far back the first read of the 15-min curve (5002) reaches (default 1d)
+                  "backfill": (Duration | None, None),
                   "monthly_frozen_months": (int, Field(
                       default=0, ge=0, le=12,
                       description="dlt698: collect the monthly freezes (5006, settlement) of the last N months (0: "

@@ -118,6 +118,8 @@ DESCRIPTIONS: dict[str, str] = {
     "MeterConfig.broadcast_key_env": "dlms push: environment variable holding the broadcast key.",
     "MeterConfig.client_system_title": "dlms hls-gmac: this client's system title, 8 bytes as 16 hex digits.",
     "MeterConfig.serial": "dlms: the meter's serial number (for `physical: auto` on HDLC).",
+    "Dlt698MeterConfig.backfill": "dlt698: how far back the first read of the 15-min curve (5002) reaches "
+                                  "(default 1d); later reads continue from the last record journaled.",
     "MeterConfig.backfill": "dlms profiles (class 7): how far back the first read of a load profile reaches "
                             "(default 1d); later reads continue from the last record journaled.",
     "PointConfig.obis": "The point's OBIS code, six dotted groups A.B.C.D.E.F (IEC 62056-61), e.g. 1.0.1.8.0.255.",

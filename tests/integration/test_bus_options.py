@@ -94,3 +94,27 @@ def test_a_meters_own_pause_overrides_the_links(simulate, tmp_path: Path) -> Non
     values, counters = asyncio.run(read())
     assert counters.timeouts == 0, f"{counters.timeouts} requests went unheard with the meter's own pause"
     assert values == served(1)
+
+
+def test_a_reply_longer_than_the_timeout_is_read_to_its_end(simulate, tmp_path: Path) -> None:
+    """The timeout is for a reply to begin: a 33-value DL/T 698.45 list takes ~2.3 s of wire at 2400 baud."""
+    sim = simulate("dlt698", "--address", "000000000001", "--pty", "--freeze", "--wire-time", "2400")
+
+    async def read() -> tuple[list[Any], Any]:
+        cfg = parse_config({"gateway": {"id": "gw-long", "data_dir": str(tmp_path / "data")},
+                            "links": {"bus": {"type": "serial", "port": sim.where, "baudrate": 2400, "parity": "N",
+                                              "timeout": "1s", "retries": 0}},
+                            "meters": {"m": {"link": "bus", "protocol": "dlt698", "address": "000000000001",
+                                             "profile": "dlt698-generic-3phase"}}}, base=tmp_path)
+        driver = create_driver(cfg.links["bus"])
+        meter = cfg.meters["m"]
+        await driver.open()
+        try:
+            await driver.read(meter, meter.points)  # the first poll also reads the scaler-units
+            return await driver.read(meter, meter.points), driver.counters
+        finally:
+            await driver.close()
+
+    results, counters = asyncio.run(read())
+    assert counters.timeouts == 0, "a long reply was cut off by the reply timeout"
+    assert results and all(r.error is None for r in results), [r.error for r in results if r.error][:3]
