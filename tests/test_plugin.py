@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -34,8 +35,10 @@ def toy_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = next((venv / "lib").glob("python3*/site-packages"))
     base_site = next((base / "lib").glob("python3*/site-packages"))
     (site / "meterlink-base.pth").write_text(f"import site; site.addsitedir({str(base_site)!r})\n")
+    source = venv.parent / "toyproto"  # built from a copy: the build leaves nothing in the source tree
+    shutil.copytree(TOY, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                            "--target", str(site), str(TOY)], capture_output=True, text=True, timeout=300)
+                            "--target", str(site), str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     return venv / "bin" / "python"
 
