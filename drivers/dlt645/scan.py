@@ -22,7 +22,7 @@ from meterlink.core.config import Link, SerialLinkConfig
 from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
 from meterlink.drivers.dlt645 import codec
 from meterlink.drivers.dlt645.driver import Dlt645Driver
-from meterlink.drivers.nameplate import candidates
+from meterlink.drivers.nameplate import scan_bus
 
 # a read-address exchange is about 16 + 18 characters with FE preambles; 100 ms for the meter to turn around
 EXCHANGE_CHARS = 40
@@ -115,13 +115,6 @@ PROFILE_HINT = "dlt645-generic-3phase   # or dlt645-generic-1phase, dlt645-1997-
 async def scan(link: Link, *, id_range: str | None, addresses_file: str | None, timeout: float | None,
                progress: Callable[[str, int], Any], note: Callable[[str], None]) -> list[tuple[str, str, str, str]]:
     """The plug-in's scan: (meter id, address as YAML, how it answered, profile hint) per meter found."""
-    addresses = candidates(id_range, addresses_file)
-    t = timeout or probe_timeout(link)
-    what = f"{len(addresses)} DL/T 645 address(es)" if addresses else "DL/T 645 read-address (13H)"
-    note(f"probing {link.id} ({link.describe()}) for {what}, {t * 1000:.0f} ms per probe")
-    bar = progress(f"{link.id} dlt645", len(addresses) or 1)
-    try:
-        found = await find_meters(link, addresses, t, bar, note)
-    finally:
-        bar.close()
-    return [(f"m-{a}", f'"{a}"', how, PROFILE_HINT) for a, how in found]
+    return await scan_bus(link, protocol="DL/T 645", broadcast="read-address (13H)", hint=PROFILE_HINT, id_range=id_range,
+                          addresses_file=addresses_file, timeout=timeout or probe_timeout(link), progress=progress,
+                          note=note, find=find_meters)

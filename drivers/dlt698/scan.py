@@ -21,7 +21,7 @@ from meterlink.drivers.dlt698 import apdu as A
 from meterlink.drivers.dlt698 import frame as F
 from meterlink.drivers.dlt698.data import Oad
 from meterlink.drivers.dlt698.driver import Dlt698Driver
-from meterlink.drivers.nameplate import candidates
+from meterlink.drivers.nameplate import scan_bus
 
 ADDRESS_OAD = Oad(0x4001, 2, 0)
 EXCHANGE_CHARS = 60  # GET 40010200 with FE preambles, about 25 + 32 characters
@@ -96,13 +96,6 @@ PROFILE_HINT = "dlt698-generic-3phase   # or dlt698-generic-1phase"
 async def scan(link: Link, *, id_range: str | None, addresses_file: str | None, timeout: float | None,
                progress: Callable[[str, int], Any], note: Callable[[str], None]) -> list[tuple[str, str, str, str]]:
     """The plug-in's scan: (meter id, address as YAML, how it answered, profile hint) per meter found."""
-    addresses = candidates(id_range, addresses_file)
-    t = timeout or probe_timeout(link)
-    what = f"{len(addresses)} DL/T 698.45 address(es)" if addresses else "DL/T 698.45 wildcard read of 40010200"
-    note(f"probing {link.id} ({link.describe()}) for {what}, {t * 1000:.0f} ms per probe")
-    bar = progress(f"{link.id} dlt698", len(addresses) or 1)
-    try:
-        found = await find_meters(link, addresses, t, bar, note)
-    finally:
-        bar.close()
-    return [(f"m-{a}", f'"{a}"', how, PROFILE_HINT) for a, how in found]
+    return await scan_bus(link, protocol="DL/T 698.45", broadcast="wildcard read of 40010200", hint=PROFILE_HINT,
+                          id_range=id_range, addresses_file=addresses_file, timeout=timeout or probe_timeout(link),
+                          progress=progress, note=note, find=find_meters)
