@@ -50,7 +50,8 @@ def test_meterlink_command_runs_the_installed_package_not_the_source_tree() -> N
     out = _run_installed("import json, meterlink, meterlink.drivers, meterlink.simulators, meterlink.profiles as p;"
                          "print(json.dumps([m.__file__ for m in (meterlink, meterlink.drivers, meterlink.simulators, p)]))")
     for path in json.loads(out):
-        assert "site-packages/meterlink/" in path and not path.startswith(str(REPO)), path
+        assert "site-packages/meterlink/" in path, path
+        assert not path.startswith(tuple(str(REPO / folder) for folder in FOLDERS.values())), path
     # one top-level import name: nothing of ours collides with another distribution's `gateway` or `drivers`
     tops = json.loads(_run_installed("import importlib.metadata as md, json;"
                                      "print(json.dumps(sorted({str(f).split('/')[0] for f in md.files('meterlink')})))"))
