@@ -57,14 +57,20 @@ class LineQuirks:
     ``echo``: every byte the gateway sends comes straight back to it, as on a two-wire RS-485
     adapter that hears its own transmission.  ``turnaround``: after answering, the meter's
     transceiver needs this long to turn from sending back to receiving; a request that arrives
-    sooner is not heard at all (the fault a link's ``pause`` exists for).
+    sooner is not heard at all (the fault a link's ``pause`` exists for).  ``deaf_after_connect``:
+    a serial device server that drops what arrives this soon after a TCP connect (the fault a
+    link's ``connect_pause`` exists for); each connection gets a handler of its own.
     """
 
-    def __init__(self, handler: FrameHandler, *, echo: bool = False, turnaround: float = 0.0) -> None:
+    def __init__(self, handler: FrameHandler, *, echo: bool = False, turnaround: float = 0.0,
+                 deaf_after_connect: float = 0.0) -> None:
+        import time
+
         self.handler = handler
         self.echo = echo
         self.turnaround = turnaround
         self._busy_until = 0.0
+        self._deaf_until = time.monotonic() + deaf_after_connect
         self.unheard = 0
 
     def feed(self, data: bytes) -> list[Reply]:
@@ -72,7 +78,7 @@ class LineQuirks:
 
         now = time.monotonic()
         out = [Reply(data)] if self.echo else []
-        if self.turnaround and now < self._busy_until + self.turnaround:
+        if now < self._deaf_until or (self.turnaround and now < self._busy_until + self.turnaround):
             self.unheard += 1
             return out
         replies = self.handler.feed(data)
@@ -96,16 +102,21 @@ def add_line_arguments(parser: Any) -> None:
     parser.add_argument("--echo", action="store_true", help="send every received byte straight back (echoing adapter)")
     parser.add_argument("--turnaround", default="0s", metavar="DURATION",
                         help="ignore requests arriving sooner than this after a reply (slow transceiver)")
+    parser.add_argument("--deaf-after-connect", default="0s", metavar="DURATION",
+                        help="on TCP: drop what arrives this soon after a connect (a slow device server)")
 
 
 def with_line_quirks(factory: HandlerFactory, args: Any) -> HandlerFactory:
     from meterlink.core.durations import parse_duration
 
-    echo, written = bool(getattr(args, "echo", False)), getattr(args, "turnaround", "0s")
-    turnaround = 0.0 if written in (None, "0", "0s") else parse_duration(written)
-    if not echo and not turnaround:
+    def duration(key: str) -> float:
+        written = getattr(args, key, "0s")
+        return 0.0 if written in (None, "0", "0s") else parse_duration(written)
+
+    echo, turnaround, deaf = bool(getattr(args, "echo", False)), duration("turnaround"), duration("deaf_after_connect")
+    if not echo and not turnaround and not deaf:
         return factory
-    return lambda: LineQuirks(factory(), echo=echo, turnaround=turnaround)
+    return lambda: LineQuirks(factory(), echo=echo, turnaround=turnaround, deaf_after_connect=deaf)
 
 
 class PtyServer:

@@ -102,6 +102,8 @@ class ModbusDriver:
             self._client.close()
             self._client = None
             raise LinkError(f"cannot open {self.link.describe()}: {reason or await self._why_not(connect_timeout)}")
+        if c.connect_pause:  # a device server that drops the first request sent right after a connect
+            await asyncio.sleep(c.connect_pause)
 
     async def _why_not(self, timeout: float) -> str:
         """pymodbus says only "connection failed": connect once more ourselves to learn the OS's reason."""

@@ -118,3 +118,39 @@ def test_a_reply_longer_than_the_timeout_is_read_to_its_end(simulate, tmp_path: 
     results, counters = asyncio.run(read())
     assert counters.timeouts == 0, "a long reply was cut off by the reply timeout"
     assert results and all(r.error is None for r in results), [r.error for r in results if r.error][:3]
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "dlt645"])
+@pytest.mark.parametrize("connect_pause", [None, "400ms"])
+def test_connect_pause_for_a_device_server_that_drops_the_first_request(simulate, tmp_path: Path, protocol: str,
+                                                                         connect_pause: str | None) -> None:
+    """A serial device server deaf for 300 ms after a TCP connect: ``connect_pause`` waits it out."""
+    if protocol == "modbus":  # Modbus TCP through pymodbus
+        sim = simulate("modbus", "--profile", PROFILE, "--tcp", "0", "--freeze", "--deaf-after-connect", "300ms")
+        meter: dict[str, Any] = {"protocol": "modbus", "address": 1, "profile": PROFILE}
+    else:  # DL/T 645 through the transport
+        sim = simulate("dlt645", "--address", "000000000001", "--tcp", "0", "--freeze", "--deaf-after-connect",
+                       "300ms")
+        meter = {"protocol": "dlt645", "address": "000000000001", "profile": "dlt645-generic-1phase"}
+    link: dict[str, Any] = {"type": "tcp", "host": "127.0.0.1", "port": sim.port, "timeout": "200ms", "retries": 0}
+    if connect_pause:
+        link["connect_pause"] = connect_pause
+
+    async def first_read() -> tuple[list[Any], Any]:
+        cfg = parse_config({"gateway": {"id": "gw-cp", "data_dir": str(tmp_path / "data")}, "links": {"t": link},
+                            "meters": {"m": {"link": "t", **meter}}}, base=tmp_path)
+        driver = create_driver(cfg.links["t"])
+        m = cfg.meters["m"]
+        await driver.open()
+        try:
+            return await driver.read(m, m.points), driver.counters
+        except Exception as exc:  # the first request went unheard
+            return [exc], driver.counters
+        finally:
+            await driver.close()
+
+    results, counters = asyncio.run(first_read())
+    if connect_pause is None:
+        assert counters.timeouts >= 1, "the first request right after the connect should have gone unheard"
+    else:
+        assert counters.timeouts == 0 and all(getattr(r, "error", "x") is None for r in results), results[:2]
