@@ -95,8 +95,11 @@ def test_the_toy_meter_is_polled_into_the_journal(toy_python: Path, tmp_path: Pa
         def journaled() -> bool:
             if not journal.exists():
                 return False
-            with sqlite3.connect(journal) as con:
-                return con.execute("SELECT count(*) FROM batches WHERE meter = 'toy-1'").fetchone()[0] >= 2
+            try:
+                with sqlite3.connect(journal) as con:
+                    return con.execute("SELECT count(*) FROM batches WHERE meter = 'toy-1'").fetchone()[0] >= 2
+            except sqlite3.OperationalError:  # the gateway is creating the journal's tables right now
+                return False
         assert wait_until(journaled, timeout=30), gw.stderr.read() if gw.poll() is not None else "no batches"
     finally:
         gw.terminate()
