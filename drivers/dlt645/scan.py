@@ -14,7 +14,6 @@ simulated bus) are each taken at once.  Listed addresses (``--range``,
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,8 +61,7 @@ async def find_meters(link: Link, addresses: Sequence[str], timeout: float | Non
                       progress: Callable[[int], None], note: Callable[[str], None]) -> list[tuple[str, str]]:
     """(address, how it answered) of the meters on ``link``."""
     quick = timeout or probe_timeout(link)
-    driver = Dlt645Driver(dataclasses.replace(link, config=link.config.model_copy(
-        update={"timeout": quick, "retries": 0})))
+    driver = Dlt645Driver(link.for_probing(quick))
     found: list[tuple[str, str]] = []
     try:
         if addresses:

@@ -11,7 +11,6 @@ taken.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,8 +59,7 @@ async def find_meters(link: Link, addresses: Sequence[str], timeout: float | Non
                       progress: Callable[[int], None], note: Callable[[str], None]) -> list[tuple[str, str]]:
     """(address, how it answered) of the meters on ``link``."""
     quick = timeout or probe_timeout(link)
-    driver = Dlt698Driver(dataclasses.replace(link, config=link.config.model_copy(
-        update={"timeout": quick, "retries": 0})))
+    driver = Dlt698Driver(link.for_probing(quick))
     found: list[tuple[str, str]] = []
     try:
         if addresses:

@@ -17,7 +17,6 @@ generic hint stays.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,8 +95,7 @@ async def _hint(driver: ModbusDriver, link: Link, uid: int) -> str:
 async def find_units(link: Link, ids: Sequence[int], timeout: float | None,
                      progress: Callable[[int], None]) -> list[tuple[int, str, str]]:
     """(unit id, how it answered, profile hint) per id in ``ids`` that answered; ``progress(found)`` after each."""
-    quick = dataclasses.replace(link, config=link.config.model_copy(
-        update={"timeout": timeout or probe_timeout(link), "retries": 0}))
+    quick = link.for_probing(timeout or probe_timeout(link))
     tcp = not isinstance(link.config, SerialLinkConfig)
     found: list[tuple[int, str, str]] = []
     todo: asyncio.Queue[int] = asyncio.Queue()

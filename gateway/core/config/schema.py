@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -350,6 +350,10 @@ class Link:
         if isinstance(c, SerialLinkConfig):
             return Line(self.baudrate, c.bytesize, self.parity, c.stopbits)
         return Line(self.baudrate, 8, self.parity, 1)
+
+    def for_probing(self, timeout: float) -> Link:
+        """This link with a probe's short timeout and no retry: what a scan sends its probes over."""
+        return replace(self, config=self.config.model_copy(update={"timeout": timeout, "retries": 0}))
 
     def describe(self) -> str:
         c = self.config
