@@ -13,9 +13,7 @@ from decimal import Decimal
 import pytest
 
 from meterlink.core.config import profile_points
-from tests.test_profiles_more import SOURCES, _key
-
-ORIGINAL_PROFILES = ["eastron-sdm630", "eastron-sdm120", "chint-dtsu666"]
+from tests.test_profiles_more import ORIGINAL_PROFILES, SOURCES, _key
 
 
 @pytest.mark.parametrize("profile", ORIGINAL_PROFILES)

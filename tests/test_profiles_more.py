@@ -22,11 +22,14 @@ from meterlink.simulators.model import MeterModel
 from testkit.simproc import meterlink, write_config
 
 SOURCES = Path(__file__).parent / "drivers" / "modbus" / "profile_sources"
-NEW_PROFILES = [
-    "eastron-sdm230", "eastron-sdm72d-m", "abb-b23", "abb-b21", "carlo-gavazzi-em24",
-    # round 2
-    "orno-or-we-516", "orno-or-we-517", "inepro-pro380",
-]
+# The first round's three profiles are checked in tests/test_profile_sources.py; every other profile
+# with a sources file is one of issue 17's, so a new profile is tested here by adding its two files.
+ORIGINAL_PROFILES = ["eastron-sdm630", "eastron-sdm120", "chint-dtsu666"]
+NEW_PROFILES = sorted(p.stem for p in SOURCES.glob("*.toml") if p.stem not in ORIGINAL_PROFILES)
+
+
+def test_issue_17_adds_at_least_ten_profiles() -> None:
+    assert len(NEW_PROFILES) >= 10, NEW_PROFILES
 
 
 def _config(tmp_path: Path, profile: str, port: str = "/dev/null") -> Path:
