@@ -285,7 +285,7 @@ async def _run(cfg_path: Path, warmup: float, seconds: float, profilers: Profile
     gw = Gateway(load_config(cfg_path))
     counted = [0]
     gw.batch_listeners.append(lambda meter, seq, readings: counted.__setitem__(0, counted[0] + len(readings)))
-    calls = _count_calls(gw.journal, ("_commit", "set_cursor", "batches"))
+    calls = _count_calls(gw.journal, ("_commit", "set_cursor", "messages"))
     await gw.start()
     await asyncio.sleep(warmup)
 
@@ -362,7 +362,7 @@ def report(r: dict[str, Any]) -> None:
         print(f"  {name:28s} {1e6 * s / max(1, plain['readings']):6.1f} CPU-ms per 1,000 readings")
     c = plain["calls_per_s"]
     print(f"  per second: {c['_commit']:.1f} journal group commits (synchronous=FULL: one fsync each), "
-          f"{c['set_cursor']:.1f} sink cursor writes (autocommit: one fsync each), {c['batches']:.1f} sink reads")
+          f"{c['set_cursor']:.1f} sink cursor writes (autocommit: one fsync each), {c['messages']:.1f} sink reads")
     print(f"window 2, {r['sampler']} ({prof['wall_s']:.0f} s, {1e6 * prof['cpu_s'] / max(1, prof['readings']):.1f} "
           f"CPU-ms per 1,000 in it): CPU by stage, its share applied to window 1")
     stages = {k: v for k, v in r["stages"].items() if k not in ("profiler", "idle")}

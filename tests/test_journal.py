@@ -86,6 +86,34 @@ def test_group_commit_from_many_tasks(tmp_path: Path) -> None:
     assert sorted(seqs) == sorted(list(range(1, 101)) * 7)
 
 
+def test_recent_hands_sinks_the_committed_messages_exactly_as_on_disk(tmp_path: Path) -> None:
+    """Issue 14: a sink that keeps up takes the newest messages from memory; the same rows as a read from disk."""
+    async def scenario() -> None:
+        j = Journal(tmp_path, "gw").open()
+        j.start()
+        ts = datetime.now(UTC)
+        assert j.recent(0, 100) is None  # nothing committed by this writer yet: read from disk
+        await asyncio.gather(*(j.append(f"m{i % 3}", ts, _readings(f"m{i % 3}", str(i))) for i in range(50)))
+        assert j.recent(0, 1000) == j.messages(0, 1000)
+        assert j.recent(20, 7) == j.messages(20, 7)
+        assert j.recent(50, 10) == []  # caught up
+        await j.append("m0", ts, _readings("m0", "99"))
+        assert [m.id for m in j.recent(50, 10) or []] == [51]
+        await j.stop()
+        j.close()
+
+        j = Journal(tmp_path, "gw").open()  # a restart: what was committed before is only on disk
+        j.start()
+        assert j.recent(0, 10) is None
+        await j.append("m1", ts, _readings("m1", "100"))
+        assert j.recent(0, 10) is None  # ids 1..51 are not in memory: a backlog is read from disk
+        assert j.recent(51, 10) == j.messages(51, 10)
+        await j.stop()
+        j.close()
+
+    asyncio.run(scenario())
+
+
 def test_cursor_only_moves_forward(tmp_path: Path) -> None:
     j = Journal(tmp_path, "gw").open()
     ts = datetime.now(UTC)

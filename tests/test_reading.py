@@ -121,3 +121,20 @@ def test_meter_clock_zone_is_applied_per_time_stamp(monkeypatch: pytest.MonkeyPa
     shanghai = localize(datetime(2026, 1, 5, 8, 0), "Asia/Shanghai")
     assert shanghai.astimezone(UTC) == datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
     assert wall_clock(datetime(2026, 1, 5, 0, 0, tzinfo=UTC), "Asia/Shanghai") == datetime(2026, 1, 5, 8, 0)
+
+
+def test_float32_decimal_memo_gives_the_same_answer_and_stays_bounded() -> None:
+    """Issue 14: recent float32s are memoised; the answer is the computed one, zero keeps its sign, the memo is bounded."""
+    import struct
+
+    from meterlink.core import reading
+
+    values = [struct.unpack(">f", struct.pack(">f", v))[0] for v in (230.1, 49.98, 0.001, 1e-7, 3.4e38, -12.5)]
+    first = [float32_decimal(v) for v in values]
+    assert first == [float32_decimal(v) for v in values]  # from the memo
+    assert [str(reading._float32_decimal(v)) for v in values] == [str(d) for d in first]
+    assert first[0] == Decimal("230.1") and first[1] == Decimal("49.98") and first[5] == Decimal("-12.5")
+    assert str(float32_decimal(-0.0)) == "-0" and str(float32_decimal(0.0)) == "0"
+    for i in range(reading._F32_SEEN_MAX + 10):
+        float32_decimal(float(i) + 0.5)
+    assert len(reading._F32_SEEN) <= reading._F32_SEEN_MAX

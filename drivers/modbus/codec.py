@@ -44,6 +44,7 @@ EXCEPTION_CODES = {
 WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4}
 _STRUCT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f",
            "int64": ">q", "uint64": ">Q", "float64": ">d"}
+_UNPACK = {t: struct.Struct(f) for t, f in _STRUCT.items()}
 
 
 def exception_text(code: int) -> str:
@@ -269,14 +270,20 @@ def registers_to_bytes(words: Sequence[int]) -> bytes:
 
 
 def decode_at(raw: bytes, offset: int, type_: str, word_order: str = "big", scale: Decimal = Decimal(1)) -> Decimal:
-    """The value of the point starting ``offset`` registers into a block's bytes (see :func:`decode_value`)."""
+    """The value of the point starting ``offset`` registers into a block's bytes (see :func:`decode_value`).
+
+    Runs once per point per poll: big-endian values are unpacked in place with a
+    precompiled struct, without copying the block.
+    """
     n = WORDS[type_]
-    chunk = raw[2 * offset:2 * (offset + n)]
-    if len(chunk) != 2 * n:
-        raise FrameError(f"{type_} needs {n} registers, the block has {len(chunk) // 2} left")
+    start = 2 * offset
+    if offset < 0 or start + 2 * n > len(raw):
+        raise FrameError(f"{type_} needs {n} registers, the block has {max(0, len(raw) - start) // 2} left")
     if word_order != "big" and n > 1:
-        chunk = b"".join(chunk[i:i + 2] for i in range(2 * n - 2, -2, -2))
-    (raw_value,) = struct.unpack(_STRUCT[type_], chunk)
+        chunk = b"".join(raw[i:i + 2] for i in range(start + 2 * n - 2, start - 2, -2))
+        (raw_value,) = _UNPACK[type_].unpack(chunk)
+    else:
+        (raw_value,) = _UNPACK[type_].unpack_from(raw, start)
     if type_ == "float32" or type_ == "float64":
         if not math.isfinite(raw_value):
             raise ImpossibleValue(f"{type_} register holds {raw_value}")

@@ -194,9 +194,8 @@ class ModbusDriver:
         call = self._client.read_input_registers if request.function_code == 4 else \
             self._client.read_holding_registers
         try:
-            # pymodbus enforces the timeout itself; ours is a backstop for a wedged transport
-            async with asyncio.timeout(self.link.timeout * 2 + 1):  # no extra task per transaction
-                rr = await call(request.address, count=request.count, device_id=request.device_id)
+            # pymodbus enforces the link's timeout itself (wait_for on each transaction, retries=0)
+            rr = await call(request.address, count=request.count, device_id=request.device_id)
         except ConnectionException as exc:
             await self.close()
             raise LinkError(f"{self.link.describe()}: {exc}") from exc

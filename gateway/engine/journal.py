@@ -77,6 +77,10 @@ COMMIT_GATHER = 0.02
 # Sink cursors are stored with the next group commit, or after this long when no reading is
 # being written; a crash in between only means rows delivered again (at least once).
 CURSOR_FLUSH_EVERY = 1.0
+# The newest committed messages kept in memory for sinks that keep up (Journal.recent): about two
+# poll waves of a large gateway, bounded in bytes so a backlog never grows it.
+TAIL_MESSAGES = 4000
+TAIL_BYTES = 1 << 20
 # SQLite result codes (sqlite3.h): what a failed call means for the journal
 SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 10, 11, 13, 14, 26
 
@@ -189,6 +193,10 @@ class Journal:
         self._dropped = 0
         self._cursors: dict[str, int] = {}
         self._dirty_cursors: set[str] = set()  # moved in memory, not stored yet
+        # the newest committed messages, for sinks that keep up (see recent); filled on the loop's thread
+        self._tail: deque[Message] = deque()
+        self._tail_bytes = 0
+        self._committed: list[Message] = []  # handed from the commit (writer thread) to the loop
 
     # --- opening ---------------------------------------------------------------
 
@@ -274,6 +282,8 @@ class Journal:
             self._dropped = int(db.execute("SELECT coalesce(sum(value), 0) FROM counters "
                                            "WHERE name LIKE 'dropped%'").fetchone()[0])
             self._cursors = {str(s): int(b) for s, b in db.execute("SELECT sink, batch_id FROM cursors")}
+            self._tail.clear()
+            self._tail_bytes = 0
             self._db = db
             if not self.epoch:
                 self.epoch = self._new_epoch()
@@ -385,7 +395,9 @@ class Journal:
 
     def append_many(self, items: Sequence[tuple[str, datetime, Sequence[Reading]]]) -> list[int]:
         """Commit several meters' batches in one transaction; returns their ``seq`` numbers."""
-        return self._commit([_pending(m, ts, rs) for m, ts, rs in items])
+        seqs = self._commit([_pending(m, ts, rs) for m, ts, rs in items])
+        self._committed = []  # not through the writer: sinks read these from disk
+        return seqs
 
     def _commit(self, items: Sequence[_Pending]) -> list[int]:
         seqs: list[int] = []
@@ -430,6 +442,9 @@ class Journal:
                 self._last_id = last
                 if not self._first_id:
                     self._first_id = last - len(rows) + 1
+                # one writer, one transaction: the rows took the ids up to the last one, in order
+                first = last - len(rows) + 1
+                self._committed = [Message(first + i, *row) for i, row in enumerate(rows)]
         self._seq = pending
         try:  # the batches are committed: nothing after this may make the writer try them again
             if self.used_bytes() > self.max_bytes:  # three PRAGMAs: cheap next to the commit's fsync
@@ -547,6 +562,8 @@ class Journal:
                 self._inflight = []
                 raise
             done, self._inflight = self._inflight, []
+            self._remember(self._committed)
+            self._committed = []
             for p in done:
                 self._pending_bytes -= p.size
             for p, seq in zip(done, seqs, strict=True):
@@ -590,6 +607,33 @@ class Journal:
         args.append(limit)
         with self._db_lock:
             return [Message(*row) for row in self.db.execute(sql, args).fetchall()]
+
+    def _remember(self, committed: list[Message]) -> None:
+        if committed and self._tail and self._tail[-1].id + 1 != committed[0].id:
+            self._tail.clear()  # ids jumped (rows dropped, journal replaced): the tail must stay contiguous
+            self._tail_bytes = 0
+        for m in committed:
+            self._tail.append(m)
+            self._tail_bytes += len(m.payload)
+        while self._tail and (len(self._tail) > TAIL_MESSAGES or self._tail_bytes > TAIL_BYTES):
+            self._tail_bytes -= len(self._tail.popleft().payload)
+
+    def recent(self, after_id: int, limit: int) -> list[Message] | None:
+        """The messages after ``after_id`` from memory, when they are all among the newest committed.
+
+        A sink that keeps up asks for what the last commit wrote: handing it
+        the messages the commit just built saves reading them back from SQLite
+        in another thread (issue 14).  None when some of them are only on disk
+        (a backlog, a restart): read them with :meth:`messages`.  Call from the
+        event loop's thread.
+        """
+        tail = self._tail
+        if not tail or tail[0].id > after_id + 1:
+            return None
+        if tail[-1].id <= after_id:
+            return []
+        start = after_id + 1 - tail[0].id
+        return [tail[i] for i in range(start, min(len(tail), start + limit))]
 
     def iter_messages(self, meter: str | None = None) -> Iterator[Message]:
         after = 0

@@ -47,6 +47,66 @@ BACKOFF_MAX = 60.0
 BUSY_LOG_EVERY = 60.0  # seconds between "commands refused: busy" log lines
 
 
+_MQTT_ERR_SUCCESS = 0  # paho-mqtt's MQTT_ERR_SUCCESS
+
+
+class _Acks:
+    """The PUBACKs still due for one chunk; aiomqtt's on_publish calls :meth:`set` once per acknowledged id."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.done = asyncio.Event()
+        if n <= 0:
+            self.done.set()
+
+    def set(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+
+async def publish_acked(client: aiomqtt.Client, messages: Sequence[tuple[str, str | bytes]], timeout: float) -> None:
+    """Publish ``messages`` at QoS 1, in order, and return once the broker acknowledged every one.
+
+    Why not ``asyncio.gather(client.publish(...) ...)``: aiomqtt waits for each
+    PUBACK with its own Event, ``wait_for`` task and timer, and gather wraps
+    each publish in a task, which was a tenth of the gateway's CPU at 30
+    messages a second (issue 14).  Here paho takes the messages directly and one
+    countdown waits for all their PUBACKs, registered where aiomqtt's own
+    on_publish callback looks (``Client._pending_publishes``, aiomqtt 2.x; the
+    dependency is pinned below 3).  Should a release move those internals, the
+    public path is taken instead: slower, equally correct.
+    """
+    paho = getattr(client, "_client", None)
+    pending = getattr(client, "_pending_publishes", None)
+    if paho is None or not isinstance(pending, dict):
+        await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in messages))
+        return
+    acks = _Acks(len(messages))
+    mids: list[int] = []
+    try:
+        for topic, payload in messages:
+            info = paho.publish(topic, payload, 1)
+            if info.rc != _MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+            if info.is_published():
+                acks.set()
+            else:
+                pending[info.mid] = acks
+                mids.append(info.mid)
+        try:
+            async with asyncio.timeout(timeout):
+                await acks.done.wait()
+        except TimeoutError:
+            raise aiomqtt.MqttError(f"no PUBACK for {acks.left} of {len(messages)} messages "
+                                    f"within {timeout:g} s") from None
+    finally:
+        for mid in mids:
+            pending.pop(mid, None)
+
+
 class MqttSetupError(MeterlinkError):
     """A local cause of a failed connection (a certificate file missing or unreadable): no broker was asked."""
 
@@ -165,15 +225,17 @@ class MqttSink:
         loop = asyncio.get_running_loop()
         while True:
             cursor = self.journal.cursor(self.name)
-            rows = await loop.run_in_executor(None, self.journal.messages, cursor, CHUNK)
+            rows = self.journal.recent(cursor, CHUNK)
+            if rows is None:  # a backlog on disk
+                rows = await loop.run_in_executor(None, self.journal.messages, cursor, CHUNK)
             if not rows:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
                 continue
-            # publish() hands each message to paho synchronously, so they leave in this order
-            await asyncio.gather(*(client.publish(f"{self.prefix}/{b.meter}/data", b.payload, qos=1)
-                                   for b in rows))
+            # each message goes to paho synchronously, so they leave in this order
+            await publish_acked(client, [(f"{self.prefix}/{b.meter}/data", b.payload) for b in rows],
+                                PUBLISH_TIMEOUT)
             self.journal.set_cursor(self.name, rows[-1].id)
             self.counters.delivered_messages += len(rows)
             self.counters.delivered_readings += sum(b.n for b in rows)
