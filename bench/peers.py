@@ -29,7 +29,6 @@ from typing import Any
 import aiomqtt
 
 from bench.load import POINTS, free_base, write_profile
-from bench.many import scenario
 from bench.util import REPO, SimProcess, cpu_seconds, peak_rss_mb
 from testkit.services import Mosquitto, ensure_binaries
 
@@ -182,6 +181,90 @@ def thingsboard(warmup: float, window: float) -> dict[str, Any]:
     return result
 
 
+def installed_meterlink() -> Path:
+    """The ``meterlink`` users run: the installed wheel's (``make installed``), else this venv's."""
+    exe = REPO / ".venv-installed" / "bin" / "meterlink"
+    return exe if exe.exists() else Path(sys.executable).with_name("meterlink")
+
+
+async def _count_readings(port: int, seconds: float, warmup: float) -> int:
+    """Readings in the data messages (CONTRACT section 6) a subscriber receives in the window."""
+    counted = [0]
+    async with aiomqtt.Client("127.0.0.1", port) as c:
+        await c.subscribe("#", qos=0)
+        t_start = time.monotonic() + warmup
+
+        async def gather() -> None:
+            async for m in c.messages:
+                if time.monotonic() >= t_start and str(m.topic).endswith("/data"):
+                    counted[0] += len(json.loads(m.payload)["readings"])  # type: ignore[arg-type]
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gather(), t_start + seconds - time.monotonic())
+    return counted[0]
+
+
+def meterlink_run(warmup: float, window: float) -> dict[str, Any]:
+    """``meterlink run`` of the installed package on the peer load, measured from outside like the others.
+
+    CPU and peak RSS come from ``/proc`` of the gateway's own process, readings
+    from a subscriber; the requests per cycle are the gateway's plan for this
+    configuration (the same planner, asked in this process).
+    """
+    from meterlink.core.config import load_config
+    from meterlink.core.registry import create_driver
+
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        broker = Mosquitto(tmp / "mq")
+        broker.start()
+        profile = write_profile(tmp / "p.yaml", "1s")
+        base = free_base(METERS)
+        try:
+            with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
+                            "--ports", str(METERS)):
+                links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}
+                         for i in range(METERS)}
+                meters = {f"m{i:02d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile)}
+                          for i in range(METERS)}
+                cfg = tmp / "gateway.yaml"
+                cfg.write_text(json.dumps({"gateway": {"id": "peer", "data_dir": str(tmp / "data")},
+                                           "links": links, "meters": meters,
+                                           "sinks": {"mqtt": {"host": "127.0.0.1", "port": broker.port}}}))
+                config = load_config(cfg)
+                plans = [len(create_driver(config.links[m.link], None).plan(m, m.points))
+                         for m in config.meters.values()]
+                log = (tmp / "meterlink.log").open("w")
+                proc = subprocess.Popen([str(installed_meterlink()), "run", "-c", str(cfg)],
+                                        stdout=log, stderr=subprocess.STDOUT)
+
+                async def run() -> dict[str, Any]:
+                    counting = asyncio.create_task(_count_readings(broker.port, window, warmup))
+                    await asyncio.sleep(warmup)
+                    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                    readings = await counting
+                    cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+                    return {"cpu_s": cpu, "wall_s": wall, "readings": readings, "rss_mb": peak_rss_mb(proc.pid)}
+
+                try:
+                    result = asyncio.run(run())
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                    log.close()
+                if proc.returncode not in (0, -15):
+                    raise RuntimeError(f"meterlink run exited {proc.returncode}: "
+                                       f"{(tmp / 'meterlink.log').read_text()[-2000:]}")
+        finally:
+            broker.close()
+    result["cpu_ms_per_1000"] = 1e6 * result["cpu_s"] / max(1, result["readings"])
+    result["tx_per_poll"] = sum(plans) / max(1, len(plans))
+    return result
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -211,7 +294,7 @@ def main(quick: bool = False, runs: int = 2, with_thingsboard: bool = True) -> d
         if with_thingsboard:
             rounds["thingsboard"].append(thingsboard(max(20.0, 2 * warmup), window))  # it connects slowly
         rounds["bare"].append(bare.measure(warmup, window, METERS))
-        rounds["meterlink"].append(scenario("meterlink", METERS, "1s", ("mqtt",), warmup=warmup, window=window))
+        rounds["meterlink"].append(meterlink_run(warmup, window))
     med = {name: {key: _median([r[key] for r in rs]) for key in ("cpu_ms_per_1000", "rss_mb")} | {
         "rate": _median([r["readings"] / r["wall_s"] for r in rs])} for name, rs in rounds.items() if rs}
     ml, bp = med["meterlink"], med["bare"]
@@ -219,7 +302,8 @@ def main(quick: bool = False, runs: int = 2, with_thingsboard: bool = True) -> d
     bp_tx = _median([r["requests_per_cycle"] for r in rounds["bare"]])
     print(f"peer load: {METERS} SDM630-like Modbus TCP meters x {len(POINTS)} float32 points every 1 s, "
           f"{warmup:.0f} s warm-up, {window:.0f} s window, median of {runs} interleaved round(s)")
-    print(f"  meterlink (journal, QoS 1): {ml['rate']:,.0f} readings/s, {ml_tx:.2f} requests per meter per cycle, "
+    print(f"  meterlink run ({installed_meterlink().parent.parent.name}; journal, QoS 1): {ml['rate']:,.0f} readings/s, "
+          f"{ml_tx:.2f} requests per meter per cycle (its plan), "
           f"peak RSS {ml['rss_mb']:.0f} MB (goal <= 40)")
     print(f"  bare poller (QoS 0)       : {bp['rate']:,.0f} readings/s, {bp_tx:.2f} requests per meter per cycle, "
           f"peak RSS {bp['rss_mb']:.0f} MB")
