@@ -240,11 +240,14 @@ def meterlink_run(warmup: float, window: float) -> dict[str, Any]:
 
                 async def run() -> dict[str, Any]:
                     counting = asyncio.create_task(_count_readings(broker.port, window, warmup))
-                    await asyncio.sleep(warmup)
+                    await asyncio.sleep(2.0)
+                    started = peak_rss_mb(proc.pid)  # start-up and the first polls
+                    await asyncio.sleep(warmup - 2.0)
                     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
                     readings = await counting
                     cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
-                    return {"cpu_s": cpu, "wall_s": wall, "readings": readings, "rss_mb": peak_rss_mb(proc.pid)}
+                    return {"cpu_s": cpu, "wall_s": wall, "readings": readings, "rss_mb": peak_rss_mb(proc.pid),
+                            "rss_start_mb": started}
 
                 try:
                     result = asyncio.run(run())

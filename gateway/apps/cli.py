@@ -18,7 +18,7 @@ from meterlink import __version__
 from meterlink.core import logs
 from meterlink.core.config import Config, ConfigProblems, check_config, load_config
 from meterlink.core.errors import ConfigError, MeterlinkError
-from meterlink.core.registry import protocols
+from meterlink.core.registry import protocol_names, protocols
 
 
 class _Parser(argparse.ArgumentParser):
@@ -160,7 +160,7 @@ def build_parser(*, simulate: bool = True) -> argparse.ArgumentParser:
     s.add_argument("--range", help="addresses to try: modbus unit ids like 1-32 (default 1-247); dlt645 "
                                    "addresses like 000000000001-000000000032")
     s.add_argument("--addresses", help="dlt645: a file with one 12-digit address per line to try")
-    s.add_argument("--protocol", choices=sorted(n for n, p in protocols().items() if p.scan),
+    s.add_argument("--protocol", choices=protocol_names(),  # names only: building the parser imports no protocol
                    help="what to probe for (default: DL/T 645's read-address broadcast first, then Modbus ids)")
     s.add_argument("--timeout", help="wait per probe, e.g. 200ms (default: a few reply times at the link's baud rate)")
     s.set_defaults(func=cmd_scan)

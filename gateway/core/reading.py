@@ -86,6 +86,9 @@ def _ts_text(ts: datetime) -> str:
     return format_ts(ts)
 
 
+_QUALITY_TEXT = {q: q.value for q in Quality}  # an enum's .value is a descriptor call: this runs per reading
+
+
 def reading_json(r: Reading) -> str:
     """The JSON of CONTRACT section 5, assembled by hand so ``value`` stays an exact decimal.
 
@@ -95,7 +98,7 @@ def reading_json(r: Reading) -> str:
     value = "null" if r.value is None else decimal_text(r.value)
     meter_ts = "null" if r.meter_ts is None else f'"{_ts_text(r.meter_ts)}"'
     text = (f'{_json_head(r.gateway, r.meter, r.obis, r.name)}{value}{_json_unit(r.unit)}{_ts_text(r.ts)}", '
-            f'"meter_ts": {meter_ts}, "quality": "{r.quality.value}"')
+            f'"meter_ts": {meter_ts}, "quality": "{_QUALITY_TEXT[r.quality]}"')
     if r.error is not None:
         text += f', "error": {json.dumps(r.error)}'
     return text + "}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -79,25 +79,63 @@ class Protocol:
 
 
 @cache
-def protocols() -> dict[str, Protocol]:
-    """Every installed protocol, by name."""
-    found: dict[str, Protocol] = {}
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    found: dict[str, importlib.metadata.EntryPoint] = {}
     for ep in importlib.metadata.entry_points(group=GROUP):
-        if ep.name in found:
-            continue  # the same distribution seen twice on sys.path
-        proto = ep.load()
-        if not isinstance(proto, Protocol) or proto.name != ep.name:
-            raise MeterlinkError(f"entry point {ep.value} ({GROUP}) is not a Protocol named {ep.name!r}")
-        found[ep.name] = proto
+        found.setdefault(ep.name, ep)  # the same distribution seen twice on sys.path: the first wins
     return dict(sorted(found.items()))
 
 
+def protocol_names() -> tuple[str, ...]:
+    """Every installed protocol's name, from the entry points alone: no protocol package is imported."""
+    return tuple(_entry_points())
+
+
+_loaded: dict[str, Protocol] = {}
+
+
 def protocol(name: str) -> Protocol:
-    try:
-        return protocols()[name]
-    except KeyError:
+    """One protocol's description; its package is imported on first use."""
+    proto = _loaded.get(name)
+    if proto is not None:
+        return proto
+    ep = _entry_points().get(name)
+    if ep is None:
         raise UnknownProtocol(f"{name!r} is not a protocol of this installation (known: "
-                              f"{', '.join(protocols()) or 'none'})") from None
+                              f"{', '.join(protocol_names()) or 'none'})")
+    proto = ep.load()
+    if not isinstance(proto, Protocol) or proto.name != ep.name:
+        raise MeterlinkError(f"entry point {ep.value} ({GROUP}) is not a Protocol named {ep.name!r}")
+    _loaded[name] = proto
+    return proto
+
+
+class _Protocols(Mapping[str, Protocol]):
+    """Every installed protocol by name, each package imported only when its entry is looked up.
+
+    A gateway polling Modbus meters never imports the DLMS or DL/T packages
+    (issue 14: a configuration pays only for what it uses); iterating the
+    values, as the documentation and ``scan`` with no ``--protocol`` do, loads them all.
+    """
+
+    def __getitem__(self, name: str) -> Protocol:
+        if name not in _entry_points():
+            raise KeyError(name)
+        return protocol(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_entry_points())
+
+    def __len__(self) -> int:
+        return len(_entry_points())
+
+
+_PROTOCOLS = _Protocols()
+
+
+def protocols() -> Mapping[str, Protocol]:
+    """Every installed protocol, by name (a lazy mapping: see :class:`_Protocols`)."""
+    return _PROTOCOLS
 
 
 def create_driver(link: Any, store: Any = None) -> Any:

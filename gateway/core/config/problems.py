@@ -19,9 +19,9 @@ from meterlink.core.errors import ConfigError, MeterlinkError
 
 
 def _protocol_names() -> tuple[str, ...]:
-    from meterlink.core.registry import protocols
+    from meterlink.core.registry import protocol_names
 
-    return tuple(protocols())
+    return protocol_names()
 
 
 class ConfigProblems(MeterlinkError):

@@ -40,7 +40,7 @@ from meterlink.core.config.schema import (
 from meterlink.core.config.yamlfile import load_yaml, read_text_file
 from meterlink.core.durations import brief, format_duration, parse_duration
 from meterlink.core.errors import ConfigError
-from meterlink.core.registry import Protocol, protocols
+from meterlink.core.registry import Protocol, protocol_names, protocols
 from meterlink.core.secrets import read_secret
 
 MAX_LINK_TIMEOUT = 60.0  # a meter answers within a second or two; more is a unit mistake (500 meant 500ms)
@@ -58,10 +58,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def parse_config(raw: Any, *, base: Path | None = None, path: Path | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigProblems([ConfigError("", "the file must hold a mapping with 'links' and 'meters'")])
+    model = file_model(_named_protocols(raw))
     try:
-        fc: Any = file_model().model_validate(raw)
+        fc: Any = model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigProblems(pydantic_problems(exc)) from None
+        raise ConfigProblems(pydantic_problems(exc, root=model)) from None
     bare = _bare_durations(raw)
     problems = _check_timeouts(fc, bare)
     try:
@@ -73,6 +74,18 @@ def parse_config(raw: Any, *, base: Path | None = None, path: Path | None = None
     notes = [f"{key}: a bare number is read as seconds ({value:g} s); write {_as_written(value)} to say so"
              for key, value in bare.items()]
     return dataclasses.replace(cfg, warnings=cfg.warnings + tuple(notes))
+
+
+def _named_protocols(raw: dict[str, Any]) -> tuple[str, ...] | None:
+    """The protocols the meters name, when every meter names an installed one; else None (all, for the errors)."""
+    meters = raw.get("meters")
+    if not isinstance(meters, dict) or not meters:
+        return None
+    named = {m.get("protocol") if isinstance(m, dict) else None for m in meters.values()}
+    installed = set(protocol_names())
+    if not all(isinstance(n, str) and n in installed for n in named):
+        return None
+    return tuple(sorted(named))  # type: ignore[arg-type]
 
 
 def _as_written(seconds: float) -> str:

@@ -264,11 +264,15 @@ class HttpConfig(_Model):
 
 
 @cache
-def file_model() -> type[BaseModel]:
-    """The model of a whole configuration file, with every installed protocol's meter model."""
-    from meterlink.core.registry import protocols
+def file_model(names: tuple[str, ...] | None = None) -> type[BaseModel]:
+    """The model of a whole configuration file, with the meter models of ``names`` (None: every installed protocol).
 
-    models = tuple(p.meter_model for p in protocols().values())
+    A configuration is validated with the protocols it names only, so a Modbus
+    gateway never imports the other protocols' packages.
+    """
+    from meterlink.core.registry import protocol, protocol_names
+
+    models = tuple(protocol(n).meter_model for n in (protocol_names() if names is None else names))
     if not models:
         meter: Any = MeterBase
     elif len(models) == 1:
