@@ -23,7 +23,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -85,13 +85,25 @@ class LinkLock:
                 return
         self._held = False
 
-    @contextlib.asynccontextmanager
-    async def hold(self, priority: int = COMMAND) -> AsyncIterator[None]:
-        await self.acquire(priority)
-        try:
-            yield
-        finally:
-            self.release()
+    def hold(self, priority: int = COMMAND) -> _Held:
+        """``async with lock.hold(priority):`` one transaction's turn on the link."""
+        return _Held(self, priority)
+
+
+class _Held:
+    """The context of :meth:`LinkLock.hold`: a plain class, not a generator, as it wraps every poll."""
+
+    __slots__ = ("lock", "priority")
+
+    def __init__(self, lock: LinkLock, priority: int) -> None:
+        self.lock = lock
+        self.priority = priority
+
+    async def __aenter__(self) -> None:
+        await self.lock.acquire(self.priority)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.lock.release()
 
 
 def local_offset() -> float:
@@ -175,7 +187,7 @@ def to_readings(gateway: str, meter: Meter, ts: datetime, results: Sequence[Poin
     out = []
     for r in results:
         value, unit, quality, error = r.value, r.point.unit, r.quality, r.error
-        if r.unit is not None:
+        if r.unit is not None:  # the meter said its unit (DLMS, DL/T); Modbus points carry the configured one
             if not unit:
                 unit = r.unit
             elif value is not None and r.unit != unit:
