@@ -312,6 +312,11 @@ def main(quick: bool = False, runs: int = 2, with_thingsboard: bool = True) -> d
           f"peak RSS {bp['rss_mb']:.0f} MB")
     print(f"  CPU per reading, meterlink / bare poller: {_ratio(ml['cpu_ms_per_1000'], bp['cpu_ms_per_1000'])} "
           f"(goal <= 1.5 x)")
+    per_round = [m["cpu_ms_per_1000"] / b["cpu_ms_per_1000"] for m, b in zip(rounds["meterlink"], rounds["bare"],
+                                                                              strict=True) if b["cpu_ms_per_1000"]]
+    print(f"    each round, meterlink / bare poller: {', '.join(f'{r:.2f} x' for r in per_round)}; "
+          f"meterlink at start-up (2 s, first polls): peak RSS "
+          f"{_median([r['rss_start_mb'] for r in rounds['meterlink']]):.0f} MB")
     if "thingsboard" in med:
         tb = med["thingsboard"]
         print(f"  thingsboard-gateway 3.8.5 : {tb['rate']:,.0f} readings/s delivered, {len(POINTS)} requests per "
