@@ -104,10 +104,9 @@ CHAIN = (
     ("import aiomqtt", "aiomqtt"),
     ("import meterlink.engine.sinks.mqtt", "meterlink's MQTT sink"),
     ("import meterlink.engine.gateway", "journal, scheduler, runtime"),
-    ("import meterlink.engine.metrics", "/metrics and /status: prometheus-client"),
     ("import meterlink.apps.run", "the service module"),
-    ("import meterlink.apps.cli; meterlink.apps.cli.build_parser()", "the CLI: building its parser imports every simulator "
-                                                         "(simulators.*_cli, the DLMS codec with them)"),
+    ("import meterlink.apps.cli; meterlink.apps.cli.build_parser(simulate=False)",
+     "the CLI's parser, as `meterlink run` builds it (no simulator, no protocol package)"),
     ("from meterlink.core.config import load_config; load_config(CONFIG)", "reading a one-meter configuration "
                                                                      "(profile lookup)"),
 )

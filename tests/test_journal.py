@@ -375,3 +375,21 @@ def test_queue_on_a_full_disk_keeps_order_drops_oldest_and_resumes(tiny_disk: Pa
         j.close()
 
     asyncio.run(scenario())
+
+
+def test_memory_queue_is_sized_to_hold_two_poll_waves(tmp_path: Path) -> None:
+    """A 4 MiB queue dropped two thirds of every wave of 2,000 meters x 30 points on a healthy disk (bench.many)."""
+    from meterlink.core.config import parse_config
+    from meterlink.engine.gateway import Gateway
+    from meterlink.engine.journal import QUEUE_BYTES, queue_bound
+
+    assert queue_bound(10) == QUEUE_BYTES  # a small gateway keeps the least bound
+    assert queue_bound(2000 * 30) >= 2 * 2000 * 30 * 230  # two waves of ~230-byte readings
+    raw = {"gateway": {"id": "gw-q", "data_dir": str(tmp_path / "d")},
+           "links": {f"t{k}": {"type": "tcp", "host": "127.0.0.1", "port": 1502 + k} for k in range(2)},
+           "meters": {f"m{k}-{i}": {"link": f"t{k}", "protocol": "modbus", "address": i + 1,
+                                    "profile": "eastron-sdm630"} for k in range(2) for i in range(200)}}
+    points = sum(len(m.points) for m in parse_config(raw).meters.values())
+    assert Gateway(parse_config(raw)).journal.queue_bytes == queue_bound(points) > QUEUE_BYTES
+    raw["journal"] = {"queue_bytes": 65536}
+    assert Gateway(parse_config(raw)).journal.queue_bytes == 65536  # the configured bound wins

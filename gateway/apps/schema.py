@@ -56,8 +56,10 @@ DESCRIPTIONS: dict[str, str] = {
     "JournalConfig.max_bytes": "Largest journal size in bytes (default 1 GiB, least 256 KiB). When full, rows every "
                                "sink has delivered go first, then the oldest undelivered ones (counted as dropped).",
     "JournalConfig.max_age": "Rows older than this are dropped, delivered or not (default 30 days).",
-    "JournalConfig.queue_bytes": "Readings held in memory while the disk refuses writes (default 4 MiB); beyond "
-                                 "that the oldest waiting poll is dropped and counted.",
+    "JournalConfig.queue_bytes": "Readings held in memory on their way to the journal: a poll wave of every meter "
+                                 "arrives faster than one commit, and the disk may refuse writes for a while. "
+                                 "Default: two poll waves of this configuration (about 300 bytes per point), at "
+                                 "least 4 MiB. Beyond it the oldest waiting poll is dropped and counted.",
     "SerialLinkConfig.type": "`serial`: an RS-485/RS-232 port.",
     "SerialLinkConfig.port": "The device path, e.g. /dev/ttyUSB0 or a stable /dev/serial/by-id/... name; any path "
                              "pyserial opens, a pty included.",

@@ -26,7 +26,7 @@ from meterlink.core.errors import MeterlinkError
 from meterlink.core.reading import Reading, format_ts
 from meterlink.core.registry import create_driver
 from meterlink.engine.commands import CommandError, Request
-from meterlink.engine.journal import Journal, JournalError, JournalFull
+from meterlink.engine.journal import Journal, JournalError, JournalFull, queue_bound
 from meterlink.engine.scheduler import LinkScheduler, MeterState, to_readings
 from meterlink.engine.sinks import Sink
 
@@ -52,8 +52,9 @@ class Gateway:
         self.config = config
         self.keep_latest = keep_latest  # the latest reading per point, for live views (the demo table)
         self.id = config.gateway.id
+        queue_bytes = config.journal.queue_bytes or queue_bound(sum(len(m.points) for m in config.meters.values()))
         self.journal = Journal(config.data_dir, self.id, max_bytes=config.journal.max_bytes,
-                               max_age=config.journal.max_age, queue_bytes=config.journal.queue_bytes)
+                               max_age=config.journal.max_age, queue_bytes=queue_bytes)
         self.schedulers: dict[str, LinkScheduler] = {}
         for lid, link in config.links.items():
             meters = [m for m in config.meters.values() if m.link == lid]

@@ -66,7 +66,20 @@ CREATE TABLE IF NOT EXISTS meter_ts (            -- newest meter time stamp jour
 
 EPOCH_KEY = "journal.epoch"
 OPENED_KEY = "journal.opened"
-QUEUE_BYTES = 4 << 20  # default bound of the batches waiting in memory for the journal
+QUEUE_BYTES = 4 << 20  # the least bound of the batches waiting in memory for the journal
+QUEUED_POINT_BYTES = 300  # one reading's JSON (~230 bytes) and its share of the message and row overhead
+
+
+def queue_bound(points_per_wave: int) -> int:
+    """The memory queue's default bound: two poll waves of every point, at least :data:`QUEUE_BYTES`.
+
+    All meters due at one moment hand their batches over within a fraction of
+    a second, faster than a commit of them takes: a bound below one wave drops
+    readings at every wave although the disk is healthy (2,000 meters x 30
+    points: a 4 MiB bound dropped two thirds of each wave, bench.many).  Two
+    waves also carry one wave's commit being late.
+    """
+    return max(QUEUE_BYTES, 2 * points_per_wave * QUEUED_POINT_BYTES)
 RETRY_EVERY = 1.0  # seconds between write attempts while the journal cannot be written
 LOW_SPACE = 256 << 10  # bytes free on the journal's filesystem below which a failed write is "disk full"
 WAL_HEADER = 32  # bytes: a write-ahead log that was written to is at least this long

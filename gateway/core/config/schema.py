@@ -206,7 +206,8 @@ class GatewayConfig(_Model):
 class JournalConfig(_Model):
     max_bytes: int = Field(default=1 << 30, ge=1 << 18)  # an empty journal takes ~60 KiB
     max_age: Duration = 30 * 86400.0
-    queue_bytes: int = Field(default=4 << 20, ge=1 << 12)  # readings waiting in memory while the disk fails
+    # readings waiting in memory for the journal; None: sized to the configuration (engine.journal.queue_bound)
+    queue_bytes: int | None = Field(default=None, ge=1 << 12)
 
 
 class TlsConfig(_Model):
