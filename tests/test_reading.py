@@ -138,3 +138,21 @@ def test_float32_decimal_memo_gives_the_same_answer_and_stays_bounded() -> None:
     for i in range(reading._F32_SEEN_MAX + 10):
         float32_decimal(float(i) + 0.5)
     assert len(reading._F32_SEEN) <= reading._F32_SEEN_MAX
+
+
+def test_decimal_text_is_format_f_without_negative_zero() -> None:
+    """Issue 14: the fast ``str`` path writes exactly what ``format(value, "f")`` writes, and refuses non-finite values."""
+    import random
+
+    from meterlink.core.reading import decimal_text
+
+    rng = random.Random(14)
+    cases = [Decimal(t) for t in ("230.1", "-0", "-0.0", "0E-3", "-0E+2", "1E+3", "1E-7", "0.000001", "-12.500", "12E2")]
+    cases += [Decimal(rng.randint(-10**9, 10**9)).scaleb(rng.randint(-12, 6)) for _ in range(20000)]
+    for d in cases:
+        want = format(d, "f")
+        want = want[1:] if want[0] == "-" and d == 0 else want
+        assert decimal_text(d) == want, d
+    for bad in ("NaN", "Infinity", "-Infinity", "sNaN"):
+        with pytest.raises(ValueError):
+            decimal_text(Decimal(bad))

@@ -161,7 +161,7 @@ class ModbusDriver:
                 except ImpossibleValue as exc:
                     results.append(PointResult.invalid(p, f"impossible value: {exc}"))
                     continue
-                results.append(PointResult(point=p, value=value))
+                results.append(PointResult(p, value))  # positional: this runs per point
         return results
 
     async def _transact(self, meter: Meter, block: Block) -> list[int]:

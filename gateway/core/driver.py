@@ -23,7 +23,7 @@ from meterlink.core.reading import Quality
 T = TypeVar("T")
 
 
-@dataclass(slots=True, kw_only=True, unsafe_hash=True)
+@dataclass(slots=True, unsafe_hash=True)
 class PointResult:
     """What a driver made of one point: a value, or why there is none.
 

@@ -151,7 +151,7 @@ class _Pending:
 
 
 def readings_body(readings: Sequence[Reading]) -> str:
-    return ", ".join(reading_json(r) for r in readings)
+    return ", ".join([reading_json(r) for r in readings])
 
 
 def data_message(gateway: str, meter: str, seq: int, ts: datetime, readings: Sequence[Reading] | str, *,
