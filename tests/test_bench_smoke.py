@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bare, bus, crowded, dlt698, drain, load, many, pipeline
+from bench import bare, bus, crowded, dlt698, drain, hotpath, load, many, pipeline
 
 
 def test_backlog_drain_smoke() -> None:
@@ -88,3 +88,8 @@ def test_profile_stages_of_pyspy_samples() -> None:
     stages, top = profile.pyspy_breakdown(raw)
     assert stages == {"journal": 7, "decode": 3, "json": 2, "modbus-client": 4, "idle": 50}
     assert top[0] == (7, "_commit (gateway/journal.py:404)")
+
+
+def test_hotpath_smoke() -> None:
+    r = hotpath.main(number=200)
+    assert r["meterlink"] > 0 and r["bare"] > 0 and r["ratio"] == r["meterlink"] / r["bare"]
