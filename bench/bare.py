@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -107,21 +106,8 @@ async def poll(host: str, base_port: int, meters: int, points: list[tuple[str, i
 # --- the harness (imports the test services lazily: the poller's process never loads them) ----------
 
 
-async def _count_readings(port: int, window: float) -> int:
-    import aiomqtt
-
-    counted = 0
-    async with aiomqtt.Client("127.0.0.1", port) as c:
-        await c.subscribe(f"{TOPIC}/+", qos=0)
-
-        async def gather() -> None:
-            nonlocal counted
-            async for m in c.messages:
-                counted += len(json.loads(m.payload)["values"])  # type: ignore[arg-type]
-
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gather(), window)
-    return counted
+def _values(_topic: str, payload: bytes) -> int:
+    return len(json.loads(payload)["values"])
 
 
 def measure(warmup: float, window: float, meters: int = 30) -> dict[str, Any]:
@@ -130,41 +116,33 @@ def measure(warmup: float, window: float, meters: int = 30) -> dict[str, Any]:
     import tempfile
     from pathlib import Path
 
-    from bench.load import POINTS, free_base, write_profile
-    from bench.util import REPO, Mosquitto, SimProcess, cpu_seconds, ensure_binaries, peak_rss_mb
+    from bench.load import POINTS
+    from bench.util import REPO, count_in_window, cpu_seconds, peak_rss_mb, peer_meters
 
-    ensure_binaries()
     points = [(f"p_{o.replace('.', '_')}", r) for o, r in POINTS]
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        broker = Mosquitto(tmp / "mq")
-        broker.start()
-        try:
-            base = free_base(meters)
-            with SimProcess("modbus", "--profile", str(write_profile(tmp / "p.yaml", "1s")), "--unit", "1",
-                            "--tcp", str(base), "--ports", str(meters)):
-                (tmp / "points.json").write_text(json.dumps(points))
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "bench.bare", "--poll", "--base-port", str(base), "--meters", str(meters),
-                     "--points", str(tmp / "points.json"), "--mqtt-port", str(broker.port)],
-                    cwd=REPO, stdout=subprocess.PIPE, text=True)
-                try:
-                    assert proc.stdout is not None
-                    if proc.stdout.readline().strip() != "polling":
-                        raise RuntimeError("the bare poller did not start")
-                    time.sleep(warmup)
-                    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                    readings = asyncio.run(_count_readings(broker.port, window))
-                    cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
-                    rss = peak_rss_mb(proc.pid)
-                    proc.send_signal(signal.SIGTERM)
-                    out, _ = proc.communicate(timeout=15)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-        finally:
-            broker.close()
+        with peer_meters(tmp, meters) as (broker, _profile, base):
+            (tmp / "points.json").write_text(json.dumps(points))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.bare", "--poll", "--base-port", str(base), "--meters", str(meters),
+                 "--points", str(tmp / "points.json"), "--mqtt-port", str(broker.port)],
+                cwd=REPO, stdout=subprocess.PIPE, text=True)
+            try:
+                assert proc.stdout is not None
+                if proc.stdout.readline().strip() != "polling":
+                    raise RuntimeError("the bare poller did not start")
+                time.sleep(warmup)
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                readings = asyncio.run(count_in_window(broker.port, f"{TOPIC}/+", window, 0.0, _values))
+                cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+                rss = peak_rss_mb(proc.pid)
+                proc.send_signal(signal.SIGTERM)
+                out, _ = proc.communicate(timeout=15)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     stats = json.loads(out.strip().splitlines()[-1])
     return {"cpu_s": cpu, "wall_s": wall, "readings": readings, "rss_mb": rss,
             "cpu_ms_per_1000": 1e6 * cpu / max(1, readings),

@@ -6,8 +6,10 @@ Shared by ``bench.many``, ``bench.bare`` (the bare pymodbus + aiomqtt poller),
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
+from typing import Any
 
 POINTS = [
     ("1.0.32.7.0.255", 0x00), ("1.0.52.7.0.255", 0x02), ("1.0.72.7.0.255", 0x04), ("1.0.31.7.0.255", 0x06),
@@ -27,6 +29,17 @@ def write_profile(path: Path, interval: str = "10s") -> Path:
              f"  - interval: {interval}", "    points:"]
     lines += [f"      - {{obis: {o}, name: p_{o.replace('.', '_')}, register: {r}}}" for o, r in POINTS]
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def gateway_config(path: Path, profile: Path, base: int, meters: int, sinks: dict[str, Any], *,
+                   gateway: str = "bench") -> Path:
+    """The gateway's configuration for the bench loads: meter ``i`` alone on TCP port ``base + i``, unit 1."""
+    links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"} for i in range(meters)}
+    mcfg = {f"m{i:04d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile)}
+            for i in range(meters)}
+    path.write_text(json.dumps({"gateway": {"id": gateway, "data_dir": str(path.parent / "data")},
+                                "links": links, "meters": mcfg, "sinks": sinks}))
     return path
 
 

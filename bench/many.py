@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.load import free_base, write_profile
+from bench.load import free_base, gateway_config, write_profile
 from bench.util import REPO, SimProcess, percentile
 
 
@@ -98,13 +98,7 @@ def scenario(name: str, meters: int, interval: str, sinks: tuple[str, ...], warm
             for s in sims:
                 s.__enter__()
             try:
-                links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}
-                         for i in range(meters)}
-                mcfg = {f"m{i:04d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile)}
-                        for i in range(meters)}
-                cfg = tmpdir / "gateway.yaml"
-                cfg.write_text(json.dumps({"gateway": {"id": "bench", "data_dir": str(tmpdir / "data")},
-                                           "links": links, "meters": mcfg, "sinks": sink_cfg}))
+                cfg = gateway_config(tmpdir / "gateway.yaml", profile, base, meters, sink_cfg)
                 out = tmpdir / "out.json"
                 subprocess.run([sys.executable, "-m", "bench.many", "--child", str(cfg), str(warmup), str(window),
                                 str(out)], cwd=REPO, check=True)

@@ -28,9 +28,9 @@ from typing import Any
 
 import aiomqtt
 
-from bench.load import POINTS, free_base, write_profile
-from bench.util import REPO, SimProcess, cpu_seconds, peak_rss_mb
-from testkit.services import Mosquitto, ensure_binaries
+from bench.load import POINTS, gateway_config
+from bench.util import REPO, count_in_window, cpu_seconds, peak_rss_mb, peer_meters
+from testkit.services import Mosquitto
 
 PEER_VENV = REPO / ".bench-peers"
 METERS = 30
@@ -88,24 +88,9 @@ async def _responder(port: int, stop: asyncio.Event) -> None:
                 return
 
 
-async def _count_points(port: int, seconds: float, warmup: float) -> int:
-    counted = [0]
-    async with aiomqtt.Client("127.0.0.1", port) as c:
-        await c.subscribe("v1/gateway/telemetry", qos=1)
-        t_start = time.monotonic() + warmup
-        deadline = t_start + seconds
-
-        async def gather() -> None:
-            async for m in c.messages:
-                if time.monotonic() < t_start:
-                    continue
-                for records in json.loads(m.payload).values():  # type: ignore[arg-type]
-                    for rec in records:
-                        counted[0] += len(rec.get("values", rec))
-
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gather(), deadline - time.monotonic())
-    return counted[0]
+def _tb_points(_topic: str, payload: bytes) -> int:
+    """Data points in one thingsboard-gateway telemetry message."""
+    return sum(len(rec.get("values", rec)) for records in json.loads(payload).values() for rec in records)
 
 
 def _tree_cpu(pid: int) -> float:
@@ -134,48 +119,45 @@ def ensure_peer_env() -> Path:
     return python
 
 
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def thingsboard(warmup: float, window: float) -> dict[str, Any]:
     python = ensure_peer_env()
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        broker = AclMosquitto(tmp / "mq")
-        broker.start()
-        profile = write_profile(tmp / "p.yaml", "1s")
-        base = free_base(METERS)
-        try:
-            with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
-                            "--ports", str(METERS)):
-                cfg = _tb_config(tmp, broker.port, base)
-                work = tmp / "work"
-                (work / "logs").mkdir(parents=True)
-                proc = subprocess.Popen([str(python), "-c", "from thingsboard_gateway.tb_gateway import main; main()"],
-                                        cwd=work, env={**os.environ, "TB_GW_CONFIG_DIR": str(cfg)},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with peer_meters(tmp, METERS, broker_class=AclMosquitto) as (broker, _profile, base):
+            cfg = _tb_config(tmp, broker.port, base)
+            work = tmp / "work"
+            (work / "logs").mkdir(parents=True)
+            proc = subprocess.Popen([str(python), "-c", "from thingsboard_gateway.tb_gateway import main; main()"],
+                                    cwd=work, env={**os.environ, "TB_GW_CONFIG_DIR": str(cfg)},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-                async def run() -> dict[str, Any]:
-                    stop = asyncio.Event()
-                    responder = asyncio.create_task(_responder(broker.port, stop))
-                    counting = asyncio.create_task(_count_points(broker.port, window, warmup))
-                    await asyncio.sleep(warmup)
-                    cpu0, t0 = _tree_cpu(proc.pid), time.monotonic()
-                    points = await counting
-                    cpu, wall = _tree_cpu(proc.pid) - cpu0, time.monotonic() - t0
-                    stop.set()
-                    responder.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                        await responder
-                    return {"cpu_s": cpu, "wall_s": wall, "readings": points, "rss_mb": peak_rss_mb(proc.pid)}
+            async def run() -> dict[str, Any]:
+                stop = asyncio.Event()
+                responder = asyncio.create_task(_responder(broker.port, stop))
+                counting = asyncio.create_task(count_in_window(broker.port, "v1/gateway/telemetry", window, warmup,
+                                                               _tb_points))
+                await asyncio.sleep(warmup)
+                cpu0, t0 = _tree_cpu(proc.pid), time.monotonic()
+                points = await counting
+                cpu, wall = _tree_cpu(proc.pid) - cpu0, time.monotonic() - t0
+                stop.set()
+                responder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await responder
+                return {"cpu_s": cpu, "wall_s": wall, "readings": points, "rss_mb": peak_rss_mb(proc.pid)}
 
-                try:
-                    result = asyncio.run(run())
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(15)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-        finally:
-            broker.close()
+            try:
+                result = asyncio.run(run())
+            finally:
+                _stop(proc)
     result["cpu_ms_per_1000"] = 1e6 * result["cpu_s"] / max(1, result["readings"])
     result["requests_per_cycle"] = len(POINTS)  # one request per tag, as configured (no wide-range tags)
     return result
@@ -187,21 +169,9 @@ def installed_meterlink() -> Path:
     return exe if exe.exists() else Path(sys.executable).with_name("meterlink")
 
 
-async def _count_readings(port: int, seconds: float, warmup: float) -> int:
-    """Readings in the data messages (CONTRACT section 6) a subscriber receives in the window."""
-    counted = [0]
-    async with aiomqtt.Client("127.0.0.1", port) as c:
-        await c.subscribe("#", qos=0)
-        t_start = time.monotonic() + warmup
-
-        async def gather() -> None:
-            async for m in c.messages:
-                if time.monotonic() >= t_start and str(m.topic).endswith("/data"):
-                    counted[0] += len(json.loads(m.payload)["readings"])  # type: ignore[arg-type]
-
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gather(), t_start + seconds - time.monotonic())
-    return counted[0]
+def _readings(topic: str, payload: bytes) -> int:
+    """Readings in one data message (CONTRACT section 6); other topics (status, discovery) hold none."""
+    return len(json.loads(payload)["readings"]) if topic.endswith("/data") else 0
 
 
 def meterlink_run(warmup: float, window: float) -> dict[str, Any]:
@@ -216,53 +186,34 @@ def meterlink_run(warmup: float, window: float) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        broker = Mosquitto(tmp / "mq")
-        broker.start()
-        profile = write_profile(tmp / "p.yaml", "1s")
-        base = free_base(METERS)
-        try:
-            with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
-                            "--ports", str(METERS)):
-                links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}
-                         for i in range(METERS)}
-                meters = {f"m{i:02d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile)}
-                          for i in range(METERS)}
-                cfg = tmp / "gateway.yaml"
-                cfg.write_text(json.dumps({"gateway": {"id": "peer", "data_dir": str(tmp / "data")},
-                                           "links": links, "meters": meters,
-                                           "sinks": {"mqtt": {"host": "127.0.0.1", "port": broker.port}}}))
-                config = load_config(cfg)
-                plans = [len(create_driver(config.links[m.link], None).plan(m, m.points))
-                         for m in config.meters.values()]
-                log = (tmp / "meterlink.log").open("w")
-                proc = subprocess.Popen([str(installed_meterlink()), "run", "-c", str(cfg)],
-                                        stdout=log, stderr=subprocess.STDOUT)
+        with peer_meters(tmp, METERS) as (broker, profile, base):
+            cfg = gateway_config(tmp / "gateway.yaml", profile, base, METERS,
+                                 {"mqtt": {"host": "127.0.0.1", "port": broker.port}}, gateway="peer")
+            config = load_config(cfg)
+            plans = [len(create_driver(config.links[m.link], None).plan(m, m.points)) for m in config.meters.values()]
+            log = (tmp / "meterlink.log").open("w")
+            proc = subprocess.Popen([str(installed_meterlink()), "run", "-c", str(cfg)],
+                                    stdout=log, stderr=subprocess.STDOUT)
 
-                async def run() -> dict[str, Any]:
-                    counting = asyncio.create_task(_count_readings(broker.port, window, warmup))
-                    await asyncio.sleep(2.0)
-                    started = peak_rss_mb(proc.pid)  # start-up and the first polls
-                    await asyncio.sleep(warmup - 2.0)
-                    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                    readings = await counting
-                    cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
-                    return {"cpu_s": cpu, "wall_s": wall, "readings": readings, "rss_mb": peak_rss_mb(proc.pid),
-                            "rss_start_mb": started}
+            async def run() -> dict[str, Any]:
+                counting = asyncio.create_task(count_in_window(broker.port, "#", window, warmup, _readings))
+                await asyncio.sleep(2.0)
+                started = peak_rss_mb(proc.pid)  # start-up and the first polls
+                await asyncio.sleep(warmup - 2.0)
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                readings = await counting
+                cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+                return {"cpu_s": cpu, "wall_s": wall, "readings": readings, "rss_mb": peak_rss_mb(proc.pid),
+                        "rss_start_mb": started}
 
-                try:
-                    result = asyncio.run(run())
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(15)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                    log.close()
-                if proc.returncode not in (0, -15):
-                    raise RuntimeError(f"meterlink run exited {proc.returncode}: "
-                                       f"{(tmp / 'meterlink.log').read_text()[-2000:]}")
-        finally:
-            broker.close()
+            try:
+                result = asyncio.run(run())
+            finally:
+                _stop(proc)
+                log.close()
+            if proc.returncode not in (0, -15):
+                raise RuntimeError(f"meterlink run exited {proc.returncode}: "
+                                   f"{(tmp / 'meterlink.log').read_text()[-2000:]}")
     result["cpu_ms_per_1000"] = 1e6 * result["cpu_s"] / max(1, result["readings"])
     result["tx_per_poll"] = sum(plans) / max(1, len(plans))
     return result
@@ -287,7 +238,6 @@ def main(quick: bool = False, runs: int = 2, with_thingsboard: bool = True) -> d
     """
     from bench import bare
 
-    ensure_binaries()
     window = 15.0 if quick else 40.0
     warmup = 5.0 if quick else 15.0
     rounds: dict[str, list[dict[str, Any]]] = {"thingsboard": [], "bare": [], "meterlink": []}

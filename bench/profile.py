@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import cProfile
 import functools
-import json
 import os
 import re
 import sys
@@ -42,8 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.load import free_base, write_profile
-from bench.util import Mosquitto, SimProcess, ensure_binaries
+from bench.load import gateway_config
+from bench.util import peer_meters
 
 STAGES = (
     ("modbus-client", "Modbus TCP client (pymodbus: requests, MBAP framing, transactions)"),
@@ -319,27 +318,12 @@ async def _run(cfg_path: Path, warmup: float, seconds: float, profilers: Profile
 
 
 def run(seconds: float, warmup: float, meters: int = 30, sampler: str = "cprofile", rate: int = 250) -> dict[str, Any]:
-    ensure_binaries()
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        profile = write_profile(tmp / "bench-sdm630-30.yaml", "1s")
-        broker = Mosquitto(tmp / "mq")
-        broker.start()
-        try:
-            base = free_base(meters)
-            with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
-                            "--ports", str(meters)):
-                links = {f"t{i}": {"type": "tcp", "host": "127.0.0.1", "port": base + i, "timeout": "1s"}
-                         for i in range(meters)}
-                mcfg = {f"m{i:04d}": {"link": f"t{i}", "protocol": "modbus", "address": 1, "profile": str(profile)}
-                        for i in range(meters)}
-                cfg = tmp / "gateway.yaml"
-                cfg.write_text(json.dumps({"gateway": {"id": "bench", "data_dir": str(tmp / "data")},
-                                           "links": links, "meters": mcfg,
-                                           "sinks": {"mqtt": {"host": "127.0.0.1", "port": broker.port}}}))
-                result = asyncio.run(_run(cfg, warmup, seconds, Profilers(), sampler, rate))
-        finally:
-            broker.close()
+        with peer_meters(tmp, meters) as (broker, profile, base):
+            cfg = gateway_config(tmp / "gateway.yaml", profile, base, meters,
+                                 {"mqtt": {"host": "127.0.0.1", "port": broker.port}})
+            result = asyncio.run(_run(cfg, warmup, seconds, Profilers(), sampler, rate))
     if sampler == "py-spy":
         result["stages"], result["top"] = pyspy_breakdown(result.pop("raw"))
         result["sampler"] = "py-spy samples"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from bench.load import free_base, write_profile
 from testkit import simproc
 from testkit.services import Mosquitto, VictoriaMetrics, ensure_binaries
 
@@ -67,3 +71,44 @@ def broker_and_database(base: Path) -> Iterator[tuple[Mosquitto, VictoriaMetrics
     finally:
         broker.close()
         vm.close()
+
+
+@contextmanager
+def peer_meters(tmp: Path, meters: int, interval: str = "1s",
+                broker_class: type[Mosquitto] = Mosquitto) -> Iterator[tuple[Mosquitto, Path, int]]:
+    """A private broker and ``meters`` SDM630-like simulated meters, one per TCP port from ``base``.
+
+    Yields ``(broker, profile, base)``; everything is stopped whatever happens.
+    """
+    ensure_binaries()
+    broker = broker_class(tmp / "mq")
+    broker.start()
+    try:
+        profile = write_profile(tmp / "bench-sdm630-30.yaml", interval)
+        base = free_base(meters)
+        with SimProcess("modbus", "--profile", str(profile), "--unit", "1", "--tcp", str(base),
+                        "--ports", str(meters)):
+            yield broker, profile, base
+    finally:
+        broker.close()
+
+
+async def count_in_window(port: int, topic: str, seconds: float, warmup: float,
+                          count: Callable[[str, bytes], int]) -> int:
+    """What ``count(topic, payload)`` adds up over the messages a subscriber receives from ``warmup`` on, for ``seconds``."""
+    import aiomqtt  # here: a poller process that imports bench.util must not pay for it
+
+    total = 0
+    async with aiomqtt.Client("127.0.0.1", port) as c:
+        await c.subscribe(topic, qos=1)
+        t_start = time.monotonic() + warmup
+
+        async def gather() -> None:
+            nonlocal total
+            async for m in c.messages:
+                if time.monotonic() >= t_start:
+                    total += count(str(m.topic), m.payload)  # type: ignore[arg-type]
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gather(), t_start + seconds - time.monotonic())
+    return total
