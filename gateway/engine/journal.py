@@ -209,7 +209,6 @@ class Journal:
         # the newest committed messages, for sinks that keep up (see recent); filled on the loop's thread
         self._tail: deque[Message] = deque()
         self._tail_bytes = 0
-        self._committed: list[Message] = []  # handed from the commit (writer thread) to the loop
 
     # --- opening ---------------------------------------------------------------
 
@@ -408,12 +407,10 @@ class Journal:
 
     def append_many(self, items: Sequence[tuple[str, datetime, Sequence[Reading]]]) -> list[int]:
         """Commit several meters' batches in one transaction; returns their ``seq`` numbers."""
-        seqs = self._commit([_pending(m, ts, rs) for m, ts, rs in items])
-        self._committed = []  # not through the writer: sinks read these from disk
-        return seqs
+        return [m.seq for m in self._commit([_pending(m, ts, rs) for m, ts, rs in items])]
 
-    def _commit(self, items: Sequence[_Pending]) -> list[int]:
-        seqs: list[int] = []
+    def _commit(self, items: Sequence[_Pending]) -> list[Message]:
+        """One group commit (in the writer's thread); returns the messages as stored, ``items``' order."""
         rows = []
         stamps: dict[tuple[str, str], float] = {}
         pending = dict(self._seq)
@@ -423,7 +420,6 @@ class Journal:
                 stamps[key] = max(stamps.get(key, 0.0), t)
             seq = pending.get(it.meter, 0) + 1
             pending[it.meter] = seq
-            seqs.append(seq)
             rows.append((it.meter, seq, it.ts.timestamp(), it.n,
                          data_message(self.gateway, it.meter, seq, it.ts, it.body, epoch=self.epoch)))
         with self._db_lock:
@@ -449,6 +445,7 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 raise self._classify(exc, "cannot write") from exc
+            committed: list[Message] = []
             if rows:
                 self._rows += len(rows)
                 self._readings += sum(it.n for it in items)
@@ -457,14 +454,14 @@ class Journal:
                     self._first_id = last - len(rows) + 1
                 # one writer, one transaction: the rows took the ids up to the last one, in order
                 first = last - len(rows) + 1
-                self._committed = [Message(first + i, *row) for i, row in enumerate(rows)]
+                committed = [Message(first + i, *row) for i, row in enumerate(rows)]
         self._seq = pending
         try:  # the batches are committed: nothing after this may make the writer try them again
             if self.used_bytes() > self.max_bytes:  # three PRAGMAs: cheap next to the commit's fsync
                 self._last_dropped += self.enforce_bounds()
         except (sqlite3.Error, JournalError) as exc:
             logs.warning("journal bound check failed", journal=str(self.path), error=str(exc))
-        return seqs
+        return committed
 
     def start(self) -> None:
         """Start the group-commit writer in the running loop (for :meth:`submit` and :meth:`append`)."""
@@ -561,7 +558,7 @@ class Journal:
             n = min(len(self._pending), COMMIT_MAX)
             self._inflight = [self._pending.popleft() for _ in range(n)]
             try:
-                seqs = await loop.run_in_executor(self._executor, self._commit, self._inflight)
+                committed = await loop.run_in_executor(self._executor, self._commit, self._inflight)
             except (JournalError, sqlite3.Error, OSError) as exc:
                 # back to the head of the queue, in order: their seqs are given when a commit succeeds
                 self._pending.extendleft(reversed(self._inflight))
@@ -575,13 +572,12 @@ class Journal:
                 self._inflight = []
                 raise
             done, self._inflight = self._inflight, []
-            self._remember(self._committed)
-            self._committed = []
+            self._remember(committed)
             for p in done:
                 self._pending_bytes -= p.size
-            for p, seq in zip(done, seqs, strict=True):
+            for p, m in zip(done, committed, strict=True):
                 if p.fut is not None and not p.fut.done():
-                    p.fut.set_result(seq)
+                    p.fut.set_result(m.seq)
             if self.problem is not None:
                 logs.info("journal writes resumed", journal=str(self.path), was=self.problem,
                           after_s=f"{time.monotonic() - (self.problem_since or time.monotonic()):.1f}",
