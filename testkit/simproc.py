@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -85,3 +86,13 @@ async def await_until(predicate: Callable[[], object], timeout: float = 10.0, in
             return True
         await asyncio.sleep(interval)
     return bool(predicate())
+
+
+async def meter_tried(gw: Any, meter: str, timeout: float = 10.0) -> None:
+    """Wait until the running gateway ``gw`` has read ``meter`` once, well or not (it is online or offline)."""
+    def tried() -> bool:
+        ms = gw.meter_state(meter)
+        return ms is not None and ms.online is not None
+
+    if not await await_until(tried, timeout):
+        raise AssertionError(f"{meter} was never read")

@@ -25,7 +25,7 @@ from meterlink.engine.gateway import Gateway
 from meterlink.simulators.dlt698 import Dlt698Bus, Dlt698Handler, Dlt698Meter
 from meterlink.simulators.dlt698_cli import FROZEN_AT, make_meters
 from meterlink.simulators.serve import PtyServer, Reply
-from testkit.simproc import meterlink, write_config
+from testkit.simproc import meter_tried, meterlink, write_config
 
 ADDRESSES = ["123456789012", "000000000002", "000000000003"]
 PROFILE = "dlt698-generic-3phase"
@@ -167,16 +167,6 @@ async def _in_process(handler: Any, raw_meters: dict[str, Any], tmp_path: Path) 
     return gw, pty
 
 
-async def _started(gw: Gateway, meter: str) -> None:
-    ms = gw.meter_state(meter)
-    for _ in range(200):
-        ms = gw.meter_state(meter)
-        if ms is not None and ms.online is not None:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{meter} was never read")
-
-
 def test_normal_list_refused_is_remembered(tmp_path: Path) -> None:
     address = ADDRESSES[0]
     oads = {p.oad for p in profile_points(PROFILE)}
@@ -187,7 +177,7 @@ def test_normal_list_refused_is_remembered(tmp_path: Path) -> None:
         gw, pty = await _in_process(handler, {"m": {"link": "bus", "protocol": "dlt698", "address": address,
                                                     "profile": PROFILE, "interval": "1h"}}, tmp_path / str(normal_list))
         try:
-            await _started(gw, "m")
+            await meter_tried(gw, "m")
             before = handler.requests
             readings = await gw.read_now("m")
             return handler.requests - before, readings
@@ -232,7 +222,7 @@ def test_stale_reply_is_never_taken(tmp_path: Path) -> None:
         gw, pty = await _in_process(handler, {"m": {"link": "bus", "protocol": "dlt698", "address": address,
                                                     "profile": PROFILE, "interval": "1h"}}, tmp_path)
         try:
-            await _started(gw, "m")
+            await meter_tried(gw, "m")
             return [*await gw.read_now("m"), *await gw.read_now("m")]
         finally:
             await gw.stop()
@@ -257,7 +247,7 @@ def test_daily_freeze_backfill_after_three_day_gap(tmp_path: Path) -> None:
     async def scenario() -> list[tuple[dt.datetime, Decimal]]:
         gw, pty = await _in_process(handler, raw_meters, tmp_path)
         try:
-            await _started(gw, "m")
+            await meter_tried(gw, "m")
             await gw.read_now("m")  # nothing new: nothing journaled twice
             clock.offset += dt.timedelta(days=3)  # three days without the gateway
             await gw.read_now("m")
@@ -298,7 +288,7 @@ def test_minute_freeze_curve_backfills_once(tmp_path: Path) -> None:
     async def scenario() -> list[dt.datetime]:
         gw, pty = await _in_process(handler, raw_meters, tmp_path)
         try:
-            await _started(gw, "m")
+            await meter_tried(gw, "m")
             await gw.read_now("m")
             clock.offset += dt.timedelta(hours=1)
             await gw.read_now("m")

@@ -19,6 +19,7 @@ from meterlink.engine.gateway import Gateway
 from meterlink.simulators.dlt698 import Dlt698Bus, Dlt698Handler
 from meterlink.simulators.dlt698_cli import make_meters
 from meterlink.simulators.serve import PtyServer
+from testkit.simproc import meter_tried
 
 ADDRESS = "123456789012"
 MARKER = "1.0.98.2.0.255"
@@ -51,15 +52,6 @@ def _config(tmp_path: Path, port: str, **meter: Any) -> dict[str, Any]:
                              "points": [{"oad": "00100201"}], **meter}}}
 
 
-async def _started(gw: Gateway, meter: str) -> None:
-    for _ in range(200):
-        ms = gw.meter_state(meter)
-        if ms is not None and ms.online is not None:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{meter} was never read")
-
-
 def _wall(meter_ts: str) -> dt.datetime:
     return dt.datetime.fromisoformat(meter_ts.replace("Z", "+00:00")).astimezone().replace(tzinfo=None)
 
@@ -77,7 +69,7 @@ def test_monthly_freezes_are_collected_once_each_oldest_first(tmp_path: Path) ->
         first = meter.clock(clock())
         await gw.start()
         try:
-            await _started(gw, "m")
+            await meter_tried(gw, "m")
             await gw.read_now("m")  # nothing new: nothing journaled twice
             clock.offset += gap
             second = meter.clock(clock())
@@ -142,7 +134,7 @@ def test_months_enabled_on_a_journal_that_holds_daily_freezes(tmp_path: Path) ->
         gw = Gateway(parse_config(_config(tmp_path, pty.path, **keys)))
         await gw.start()
         try:
-            await _started(gw, "m")
+            await meter_tried(gw, "m")
             await gw.journal.stop()
             gw.journal.start()
             return [r for b in gw.journal.iter_messages("m") for r in b.as_dict()["readings"]]  # type: ignore[union-attr]
