@@ -18,7 +18,7 @@ from bench.util import SimProcess
 from meterlink.core.config import parse_config
 from meterlink.core.registry import create_driver
 from meterlink.drivers.modbus.plan import plan_blocks, request_overhead
-from meterlink.drivers.modbus.schema import options
+from meterlink.drivers.modbus.points import options
 from meterlink.simulators.wire import modbus_read_bytes, modbus_rtu_transaction
 
 BAUD = 9600

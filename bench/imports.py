@@ -18,7 +18,9 @@ adds up and says what dropping one step would save.  Then ``meterlink run``
 itself starts under ``python -X importtime`` on a one-meter MQTT-only
 configuration (http off): its RSS after start-up, and every top-level
 package it imported with its import time: which of the costly ones a
-gateway that does not use them still pays for.
+gateway that does not use them still pays for.  pydantic and PyYAML are
+paid by the child process that validates the file
+(``meterlink.core.config.child``), which has exited before the first poll.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ MODULES = (
     ("serial", "pyserial"),
     ("sqlite3", "sqlite3 (stdlib): the journal"),
     ("asyncio", "asyncio (stdlib)"),
-    ("meterlink.core.config", "meterlink: configuration (pydantic, yaml)"),
+    ("meterlink.core.config.resolve", "meterlink: validating a configuration (pydantic, yaml; `run`: in a child)"),
+    ("meterlink.core.config.resolved", "meterlink: a resolved configuration, what `meterlink run` holds"),
     ("meterlink.engine.gateway", "meterlink: the running gateway (journal, scheduler)"),
     ("meterlink.drivers.modbus.driver", "meterlink: Modbus driver (pymodbus)"),
     ("meterlink.engine.sinks.mqtt", "meterlink: MQTT sink (aiomqtt)"),
@@ -95,9 +98,10 @@ print(rss(), dt, cur, peak, len(set(sys.modules) - before), base)
 # measured over all the steps before it, so this column adds up (to the RSS after start-up, before polling)
 CHAIN = (
     ("import asyncio, sqlite3, json, decimal", "stdlib the gateway runs on (asyncio pulls in ssl, socket)"),
-    ("import yaml", "PyYAML"),
-    ("import pydantic", "pydantic + pydantic-core"),
-    ("import meterlink.core.config", "meterlink's configuration models (pydantic builds their validators)"),
+    ("import meterlink.apps.cli; meterlink.apps.cli.build_parser(simulate=False)",
+     "the CLI's parser, as `meterlink run` builds it (no simulator, no protocol package)"),
+    ("from meterlink.core.config import load_validated; load_validated(CONFIG)",
+     "the configuration, validated by a child process (pydantic, yaml there), received resolved"),
     ("import pymodbus.client", "pymodbus"),
     ("import meterlink.drivers.modbus.driver", "meterlink's Modbus driver and codec"),
     ("import paho.mqtt.client", "paho-mqtt"),
@@ -105,10 +109,6 @@ CHAIN = (
     ("import meterlink.engine.sinks.mqtt", "meterlink's MQTT sink"),
     ("import meterlink.engine.gateway", "journal, scheduler, runtime"),
     ("import meterlink.apps.run", "the service module"),
-    ("import meterlink.apps.cli; meterlink.apps.cli.build_parser(simulate=False)",
-     "the CLI's parser, as `meterlink run` builds it (no simulator, no protocol package)"),
-    ("from meterlink.core.config import load_config; load_config(CONFIG)", "reading a one-meter configuration "
-                                                                     "(profile lookup)"),
 )
 
 

@@ -57,7 +57,7 @@ from typing import Generic, TypeVar
 
 import serial
 
-from meterlink.core.config import Link, SerialLinkConfig
+from meterlink.core.config import Link
 from meterlink.core.errors import FrameError, LinkError, MeterTimeout
 from meterlink.drivers.serial_errors import serial_error_text, tcp_error_text
 
@@ -423,6 +423,6 @@ def endpoint_for(link: Link) -> Endpoint:
     """The transport endpoint of a configured link."""
     c = link.config
     common = {"name": link.id, "timeout": link.timeout, "pause": c.pause, "echo": c.echo}
-    if isinstance(c, SerialLinkConfig):
+    if link.serial:
         return Endpoint(port=c.port, line=Line(link.baudrate, c.bytesize, link.parity, c.stopbits), **common)
     return Endpoint(host=c.host, tcp_port=c.port, connect_pause=c.connect_pause, **common)

@@ -2,10 +2,12 @@
 
 The installed package (``METERLINK_VENV``, as users run it; else this tree) is
 asked, in a fresh interpreter, to do what ``meterlink run`` does before it
-polls: build the command line, load a Modbus-only configuration with an MQTT
-sink and no HTTP, and make the gateway with its drivers and sinks.  Then the
-modules it loaded are listed: no other protocol's package, no simulator, no
-HTTP server, no rich, prometheus-client, influxdb-client or dlms-cosem.
+polls: build the command line, have a Modbus-only configuration with an MQTT
+sink and no HTTP validated by its child process, and make the gateway with
+its drivers and sinks.  Then the modules it loaded are listed: no other
+protocol's package, no simulator, no HTTP server, no rich, prometheus-client,
+influxdb-client or dlms-cosem, and no pydantic, PyYAML or packaging metadata
+(the child validated the file: :mod:`meterlink.core.config.child`).
 """
 
 from __future__ import annotations
@@ -21,16 +23,20 @@ SCRIPT = """
 import json, sys
 from meterlink.apps.cli import build_parser
 args = build_parser(simulate=False).parse_args(["run", "-c", sys.argv[1]])
-from meterlink.core.config import load_config
+from meterlink.core.config import load_validated
 import meterlink.apps.run
+from meterlink.core.registry import create_driver
 from meterlink.engine.gateway import Gateway
-Gateway(load_config(args.config))._make_sinks()  # what start() makes before the links poll
+config = load_validated(args.config)
+Gateway(config)._make_sinks()  # what start() makes before the links poll
+drivers = [create_driver(link) for link in config.links.values()]
 print(json.dumps(sorted(sys.modules)))
 """
 
 FORBIDDEN = ("meterlink.drivers.dlms", "meterlink.drivers.dlt645", "meterlink.drivers.dlt698", "meterlink.simulators",
              "meterlink.apps.http", "meterlink.engine.metrics", "meterlink.engine.sinks.influx", "rich",
-             "prometheus_client", "influxdb_client", "dlms_cosem", "cryptography")
+             "prometheus_client", "influxdb_client", "dlms_cosem", "cryptography", "pydantic", "pydantic_core", "yaml",
+             "importlib.metadata", "meterlink.core.config.schema", "meterlink.drivers.modbus.schema")
 
 
 def test_a_modbus_mqtt_gateway_imports_no_other_protocol_nor_unconfigured_parts(tmp_path: Path) -> None:

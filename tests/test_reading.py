@@ -11,7 +11,8 @@ import pytest
 
 from meterlink.core.config import Meter
 from meterlink.core.reading import Quality, Reading, float32_decimal, reading_from_dict
-from meterlink.drivers.dlms.schema import DlmsMeterConfig, DlmsPoint
+from meterlink.drivers.dlms.points import DlmsPoint
+from meterlink.drivers.dlms.schema import DlmsMeterConfig
 
 
 def _reading(value: Decimal | None, **kw: object) -> Reading:

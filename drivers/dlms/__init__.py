@@ -17,14 +17,3 @@ from __future__ import annotations
 import logging
 
 logging.getLogger("dlms_cosem").setLevel(logging.WARNING)
-
-from meterlink.core.registry import Protocol  # noqa: E402 - after the logging setup, which must come first
-from meterlink.drivers.dlms import schema  # noqa: E402
-
-PROTOCOL = Protocol(
-    name="dlms", title="DLMS/COSEM (HDLC, IEC 62056-47 wrapper, push)",
-    meter_model=schema.DlmsMeterConfig, profile_model=schema.DlmsProfileConfig,
-    make_point=schema.make_point, address=schema.address, example_address={"logical": 1},
-    baudrate=9600, parity="N", checks=schema.checks, files=schema.files,
-    driver="meterlink.drivers.dlms.driver:DlmsDriver", simulator="meterlink.simulators.dlms_cli:add_parser",
-)

@@ -9,16 +9,18 @@ sources are checked.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meterlink.core.config import SerialLinkConfig, TcpLinkConfig
 from meterlink.drivers.dlms.address import DlmsAddress, parse_address
 from meterlink.drivers.dlms.hdlc import HdlcAddress
+
+if TYPE_CHECKING:
+    from meterlink.core.config import SerialLinkConfig, TcpLinkConfig
 
 
 def check_meter(m: Any, link: SerialLinkConfig | TcpLinkConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    serial_link = isinstance(link, SerialLinkConfig)
+    serial_link = link.type == "serial"
     try:
         address = parse_address(m.address, m.serial)
     except ValueError as exc:

@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from meterlink.core.config import Link, Meter, Point, SerialLinkConfig
+from meterlink.core.config import Link, Meter, Point
 from meterlink.core.driver import LinkCounters, PointResult, Store
 from meterlink.core.errors import ConfigError, FrameError, LinkError, MeterlinkError, MeterRejected, MeterTimeout
 from meterlink.core.meterclock import zone_info
@@ -90,7 +90,7 @@ class DlmsDriver:
         self.store = store
         self.counters = LinkCounters()
         self._bytes: Transport[Any] | None = transport
-        self._tcp = not isinstance(link.config, SerialLinkConfig)
+        self._tcp = not link.serial
         self._session: Session | None = None
         self._session_meter: str | None = None
         self._session_used = 0.0
@@ -106,7 +106,7 @@ class DlmsDriver:
         return self._bytes
 
     async def open(self) -> None:
-        if isinstance(self.link.config, SerialLinkConfig):
+        if self.link.serial:
             await self._byte_link().open()
         # a TCP link is opened per association (a meter may close it between reads)
 
@@ -564,7 +564,7 @@ def _deviation(dt: datetime) -> int | None:
 def _transport(meter: Meter, link: Link) -> str:
     if meter.config.transport:
         return meter.config.transport
-    return "hdlc" if isinstance(link.config, SerialLinkConfig) else "wrapper"
+    return "hdlc" if link.serial else "wrapper"
 
 
 def _address(meter: Meter) -> DlmsAddress:

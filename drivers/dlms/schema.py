@@ -9,13 +9,13 @@ inline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
-from meterlink.core.config import DefaultsBase, Duration, Point, PointBase, protocol_models
+from meterlink.core.config import DefaultsBase, Duration, PointBase, protocol_models
 from meterlink.drivers.dlms.checks import check_meter
+from meterlink.drivers.dlms.points import DlmsPoint
 
 
 class DlmsPointConfig(PointBase):
@@ -42,12 +42,6 @@ DlmsMeterConfig, DlmsProfileConfig = protocol_models(
         "serial": (str | None, None),  # the meter's serial number: physical address "auto" derives from it
         "backfill": (Duration | None, None),  # how far back a profile's first read reaches (default 1d)
     })
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DlmsPoint(Point):
-    class_id: int = 3
-    attribute: int = 2
 
 
 def make_point(_meter: Any, common: dict[str, Any], d: dict[str, Any]) -> DlmsPoint:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meterlink.core.config import Link, SerialLinkConfig
+from meterlink.core.config import Link
 from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
 from meterlink.drivers.dlt645 import codec
 from meterlink.drivers.dlt645.driver import Dlt645Driver
@@ -30,7 +30,7 @@ ADDRESS_DI = "04000401"
 
 
 def probe_timeout(link: Link) -> float:
-    baud = link.baudrate if isinstance(link.config, SerialLinkConfig) else 9600
+    baud = link.baudrate if link.serial else 9600
     return round(EXCHANGE_CHARS * 11 / baud + TURNAROUND_S, 3)
 
 

@@ -9,7 +9,6 @@ that one.  A meter may collect the daily frozen data of its last days.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
@@ -18,6 +17,7 @@ from meterlink.core.config import Point, PointBase, protocol_models
 from meterlink.core.errors import ConfigError
 from meterlink.drivers.dlt645.checks import DEFAULT_BAUDRATE, PointProblem, check_meter, check_point, standard_of
 from meterlink.drivers.dlt645.dis import lookup
+from meterlink.drivers.dlt645.points import Dlt645Point
 
 CLOCK_DI = "04000102"
 DAILY_FROZEN_DI = "05060101"
@@ -36,11 +36,6 @@ Dlt645MeterConfig, Dlt645ProfileConfig = protocol_models(
         "daily_frozen_days": (int, Field(default=0, ge=0, le=62)),
     },
     profile_fields={"standard": (int | str | None, None)})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dlt645Point(Point):
-    di: str
 
 
 def make_point(meter: Any, common: dict[str, Any], d: dict[str, Any]) -> Dlt645Point:

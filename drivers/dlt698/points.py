@@ -9,9 +9,11 @@ Four OADs are not registers: 40000200 is the clock (value = drift in s),
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from meterlink.core.config.resolved import Point
 from meterlink.core.errors import FrameError, MeterlinkError
 from meterlink.core.reading import UnitMismatch, convert_unit
 from meterlink.drivers.dlt698.oads import lookup, parse_oad
@@ -77,3 +79,10 @@ def check_point(text: object, unit: str | None) -> tuple[str, str]:
         except UnitMismatch:
             raise PointProblem("unit", f"{unit!r}: {oad} ({row.name}) is in {row.unit or 'no unit'}") from None
     return oad, unit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dlt698Point(Point):
+    """A resolved dlt698 point, what the driver reads (apart from ``schema``: the running gateway imports no pydantic)."""
+
+    oad: str

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meterlink.core.config import Link, SerialLinkConfig
+from meterlink.core.config import Link
 from meterlink.core.errors import FrameError, MeterRejected, MeterTimeout
 from meterlink.drivers.dlt698 import apdu as A
 from meterlink.drivers.dlt698 import frame as F
@@ -28,7 +28,7 @@ TURNAROUND_S = 0.100
 
 
 def probe_timeout(link: Link) -> float:
-    baud = link.baudrate if isinstance(link.config, SerialLinkConfig) else 9600
+    baud = link.baudrate if link.serial else 9600
     return round(EXCHANGE_CHARS * 11 / baud + TURNAROUND_S, 3)
 
 

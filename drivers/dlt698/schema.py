@@ -9,14 +9,13 @@ only the OAD.  A meter may collect the daily freezes of its last days and the mo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from meterlink.core.config import Duration, Point, PointBase, protocol_models
 from meterlink.core.errors import ConfigError
-from meterlink.drivers.dlt698.points import PointProblem, check_point, default_obis
+from meterlink.drivers.dlt698.points import Dlt698Point, PointProblem, check_point, default_obis
 
 DAILY_FREEZE_OAD = "50040200"
 MONTHLY_FREEZE_OAD = "50060200"
@@ -47,11 +46,6 @@ Dlt698MeterConfig, Dlt698ProfileConfig = protocol_models(
                       description="dlt698: collect the monthly freezes (5006, settlement) of the last N months (0: "
                                   "off, at most 12), journaled once each under OBIS F = 126 with `meter_ts` = the "
                                   "freeze time."))})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dlt698Point(Point):
-    oad: str
 
 
 def make_point(_meter: Any, common: dict[str, Any], d: dict[str, Any]) -> Dlt698Point:

@@ -37,7 +37,7 @@ from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
-from meterlink.core.config import Link, Meter, Point, SerialLinkConfig, TcpLinkConfig
+from meterlink.core.config import Link, Meter, Point
 from meterlink.core.driver import LinkCounters, PointResult, Store, with_tries
 from meterlink.core.errors import FrameError, LinkError, MeterRejected, MeterTimeout
 from meterlink.drivers.modbus.codec import (
@@ -54,7 +54,7 @@ from meterlink.drivers.modbus.codec import (
     registers_to_bytes,
 )
 from meterlink.drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block
-from meterlink.drivers.modbus.schema import options
+from meterlink.drivers.modbus.points import options
 from meterlink.drivers.serial_errors import tcp_error_text
 from meterlink.drivers.transport import Transport, endpoint_for
 
@@ -70,7 +70,7 @@ class ModbusDriver:
     def __init__(self, link: Link, store: Store | None = None, *, transport: Transport[Any] | None = None) -> None:
         self.link = link
         self.counters = LinkCounters()
-        self._rtu = isinstance(link.config, SerialLinkConfig) or link.config.framing == "rtu"
+        self._rtu = link.serial or link.config.framing == "rtu"
         self.channel: Transport[Response] | None = (transport or Transport(endpoint_for(link))) if self._rtu else None
         self._client: AsyncModbusTcpClient | None = None
         self._plans: dict[tuple[str, frozenset[str]], list[Block]] = {}
@@ -85,7 +85,7 @@ class ModbusDriver:
         if self._client is not None and self._client.connected:
             return
         c = self.link.config
-        assert isinstance(c, TcpLinkConfig)
+        assert not self.link.serial
         if self._client is None:
             self._client = AsyncModbusTcpClient(c.host, port=c.port, framer=FramerType.SOCKET,
                                                 timeout=self.link.timeout, retries=0, reconnect_delay=0,
@@ -108,7 +108,7 @@ class ModbusDriver:
     async def _why_not(self, timeout: float) -> str:
         """pymodbus says only "connection failed": connect once more ourselves to learn the OS's reason."""
         c = self.link.config
-        assert isinstance(c, TcpLinkConfig)
+        assert not self.link.serial
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(c.host, c.port), timeout=timeout)
         except (OSError, TimeoutError) as exc:

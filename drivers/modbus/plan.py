@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from meterlink.drivers.modbus.schema import ModbusPoint
+from meterlink.drivers.modbus.points import ModbusPoint
 
 # Characters on an RTU line for one transaction besides the registers themselves:
 # request (address, function, start, count, CRC: 8) + reply header and CRC (5) + 2 x t3.5.

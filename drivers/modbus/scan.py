@@ -20,11 +20,12 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meterlink.core.config import Link, Meter, SerialLinkConfig
+from meterlink.core.config import Link, Meter
 from meterlink.core.errors import LinkError, MeterlinkError, MeterRejected, MeterTimeout
 from meterlink.drivers.modbus.driver import ModbusDriver
 from meterlink.drivers.modbus.identify import identify
-from meterlink.drivers.modbus.schema import ModbusMeterConfig, ModbusPoint
+from meterlink.drivers.modbus.points import ModbusPoint
+from meterlink.drivers.modbus.schema import ModbusMeterConfig
 
 PROBE = ModbusPoint(obis="0.0.96.1.0.255", name="probe", unit="", interval=60, register=0, function="holding",
                     type="uint16")
@@ -38,8 +39,8 @@ TCP_CONNECTIONS = 4
 
 def probe_timeout(link: Link) -> float:
     """A few reply times at the link's speed: long enough for a meter, short for 247 silent ids."""
-    if isinstance(link.config, SerialLinkConfig) or link.config.framing == "rtu":
-        baud = link.baudrate if isinstance(link.config, SerialLinkConfig) else 9600
+    if link.serial or link.config.framing == "rtu":
+        baud = link.baudrate if link.serial else 9600
         return round(PROBE_CHARS * 11 / baud + TURNAROUND_S, 3)
     return TCP_PROBE_TIMEOUT_S
 
@@ -96,7 +97,7 @@ async def find_units(link: Link, ids: Sequence[int], timeout: float | None,
                      progress: Callable[[int], None]) -> list[tuple[int, str, str]]:
     """(unit id, how it answered, profile hint) per id in ``ids`` that answered; ``progress(found)`` after each."""
     quick = link.for_probing(timeout or probe_timeout(link))
-    tcp = not isinstance(link.config, SerialLinkConfig)
+    tcp = not link.serial
     found: list[tuple[int, str, str]] = []
     todo: asyncio.Queue[int] = asyncio.Queue()
     for uid in ids:

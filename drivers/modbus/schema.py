@@ -9,17 +9,15 @@ largest block it answers (``max_registers``) and the widest gap worth bridging
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from meterlink.core.config import DefaultsBase, Meter, Point, PointBase, Scale, protocol_models
+from meterlink.core.config import DefaultsBase, PointBase, Scale, protocol_models
 from meterlink.core.errors import ConfigError
+from meterlink.drivers.modbus.points import REGISTER_WORDS, ModbusPoint
 
-REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
-                  "int64": 4, "uint64": 4, "float64": 4}
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 
 
@@ -57,19 +55,6 @@ ModbusMeterConfig, ModbusProfileConfig = protocol_models(
     profile_fields={**_LIMITS, "forbidden": (list[ForbiddenRange], Field(default_factory=list))})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModbusPoint(Point):
-    register: int
-    function: str = "holding"
-    type: str = "uint16"
-    word_order: str = "big"
-    scale: Decimal = Decimal(1)
-
-    @property
-    def words(self) -> int:
-        return REGISTER_WORDS[self.type]
-
-
 def make_point(_meter: Any, common: dict[str, Any], d: dict[str, Any]) -> ModbusPoint:
     if "register" not in d:
         raise ConfigError("register", "required for a modbus point")
@@ -103,9 +88,3 @@ def meter_options(m: Any, profile: Any) -> dict[str, Any]:
         "max_gap": m.max_gap if m.max_gap is not None else (profile.max_gap if profile else None),
         "forbidden": tuple((f.function, f.first, f.last) for f in profile.forbidden) if profile else (),
     }
-
-
-def options(meter: Meter) -> tuple[int, int | None, tuple[tuple[str, int, int], ...]]:
-    """(max_registers, max_gap, forbidden) of a resolved meter."""
-    o = meter.options
-    return o.get("max_registers", 125), o.get("max_gap"), o.get("forbidden", ())

@@ -12,13 +12,30 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from meterlink import __version__
 from meterlink.core import logs
-from meterlink.core.config import Config, ConfigProblems, check_config, load_config
-from meterlink.core.errors import ConfigError, MeterlinkError
+from meterlink.core.errors import ConfigError, ConfigProblems, MeterlinkError
 from meterlink.core.registry import protocol_names, protocols
+
+if TYPE_CHECKING:
+    from meterlink.core.config import Config
+
+
+class _InstalledProtocols:
+    """The installed protocols' names for ``--protocol``, read from the entry points when argparse first asks.
+
+    Building the parser for ``meterlink run`` never asks, so a running gateway
+    does not load the packaging metadata (importlib.metadata, email: ~2 MB; issue 14).
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return name in protocol_names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(protocol_names())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,9 +43,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"meterlink: {message} (see meterlink {self.prog.split()[-1]} --help)\n")
 
 
-def _load(path: str, *, strict: bool = False) -> Config:
-    """The configuration, or exit 2 with one line per problem; ``strict`` also reads every file it names."""
+def _load(path: str, *, strict: bool = False, child: bool = False) -> Config:
+    """The configuration, or exit 2 with one line per problem; ``strict`` also reads every file it names.
+
+    ``child``: validated in a short-lived child process (``meterlink run``: see
+    :mod:`meterlink.core.config.child`), so the gateway never holds pydantic.
+    """
     try:
+        if child:
+            from meterlink.core.config.child import load_validated
+
+            return load_validated(path, strict=strict)
+        from meterlink.core.config.resolve import check_config, load_config
+
         return check_config(path) if strict else load_config(path)
     except ConfigProblems as exc:
         for p in exc.problems:
@@ -45,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config, strict=True)
+    cfg = _load(args.config, strict=True, child=True)
     for note in cfg.warnings:
         logs.warning(f"config: {note}")
     from meterlink.apps.run import run_gateway
@@ -160,8 +187,9 @@ def build_parser(*, simulate: bool = True) -> argparse.ArgumentParser:
     s.add_argument("--range", help="addresses to try: modbus unit ids like 1-32 (default 1-247); dlt645 "
                                    "addresses like 000000000001-000000000032")
     s.add_argument("--addresses", help="dlt645: a file with one 12-digit address per line to try")
-    s.add_argument("--protocol", choices=protocol_names(),  # names only: building the parser imports no protocol
-                   help="what to probe for (default: DL/T 645's read-address broadcast first, then Modbus ids)")
+    s.add_argument("--protocol", choices=_InstalledProtocols(), metavar="PROTOCOL",
+                   help="what to probe for: %(choices)s (default: DL/T 645's read-address broadcast first, "
+                        "then Modbus ids)")
     s.add_argument("--timeout", help="wait per probe, e.g. 200ms (default: a few reply times at the link's baud rate)")
     s.set_defaults(func=cmd_scan)
 

@@ -23,6 +23,14 @@ class ConfigError(MeterlinkError):
         self.message = message
 
 
+class ConfigProblems(MeterlinkError):
+    """Every problem found in one configuration file."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
 class FrameError(MeterlinkError):
     """Bytes from a meter that do not form a valid frame (checksum, length, BCD, ...)."""
 

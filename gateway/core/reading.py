@@ -11,12 +11,15 @@ import enum
 import functools
 import json
 import math
+import re
 import struct
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
 from meterlink.core.errors import MeterlinkError
+
+OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")  # as written: A.B.C.D.E.F
 
 
 class Quality(enum.StrEnum):

@@ -4,7 +4,7 @@ A protocol is a package under ``drivers/`` that exports one :class:`Protocol`
 description and names it in one line of its distribution's metadata::
 
     [project.entry-points."meterlink.protocols"]
-    modbus = "meterlink.drivers.modbus:PROTOCOL"
+    modbus = "meterlink.drivers.modbus.protocol:PROTOCOL"
 
 The core names no protocol: the configuration schema, the engine and the apps
 learn each protocol's point keys, meter keys, address rules, line defaults,
@@ -18,7 +18,6 @@ when used, so a gateway imports only the protocols it polls.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -74,12 +73,19 @@ class Protocol:
 
     def load(self, target: str) -> Any:
         """The object a ``module:attribute`` target names, imported now."""
-        module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return load(target)
+
+
+def load(target: str) -> Any:
+    """The object a ``module:attribute`` target names, imported now."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @cache
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+def _entry_points() -> dict[str, Any]:
+    import importlib.metadata  # here: a running gateway makes its drivers from its links (create_driver) alone
+
     found: dict[str, importlib.metadata.EntryPoint] = {}
     for ep in importlib.metadata.entry_points(group=GROUP):
         found.setdefault(ep.name, ep)  # the same distribution seen twice on sys.path: the first wins
@@ -138,11 +144,18 @@ def protocols() -> Mapping[str, Protocol]:
     return _PROTOCOLS
 
 
+BUS = "meterlink.drivers.bus:Bus"  # the driver of a link whose meters speak several protocols or lines
+
+
 def create_driver(link: Any, store: Any = None) -> Any:
-    """The driver of ``link``: its protocol's, or a bus of several where the link is mixed."""
-    names = link.protocols or (link.protocol,)
-    if len(names) == 1 and not link.mixed:
-        cls = protocol(names[0])
-        return cls.load(cls.driver)(link, store)
-    bus = protocol(names[0]).load("meterlink.drivers.bus:Bus")
-    return bus(link, store, {name: protocol(name).load(protocol(name).driver) for name in names})
+    """The driver of ``link``: its protocol's, or a bus of several where the link is mixed.
+
+    A resolved link names its drivers (``Link.drivers``, taken from this
+    registry when the configuration was resolved), so a running gateway,
+    which received its configuration validated (``meterlink.core.config.child``),
+    imports neither the entry points' metadata nor a protocol's description and schema.
+    """
+    targets = dict(link.drivers) or {name: protocol(name).driver for name in link.protocols or (link.protocol,)}
+    if len(targets) == 1 and not link.mixed:
+        return load(next(iter(targets.values())))(link, store)
+    return load(BUS)(link, store, {name: load(target) for name, target in targets.items()})

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from meterlink.core.config import OBIS_RE
 from meterlink.core.errors import MeterlinkError
+from meterlink.core.reading import OBIS_RE
 
 MAX_REQUEST_BYTES = 65536
 COMMANDS = ("read", "status", "sync_time")

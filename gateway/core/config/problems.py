@@ -15,22 +15,15 @@ from pydantic import BaseModel, ValidationError
 
 from meterlink.core.config.schema import file_model
 from meterlink.core.durations import brief
-from meterlink.core.errors import ConfigError, MeterlinkError
+from meterlink.core.errors import ConfigError, ConfigProblems
+
+__all__ = ["ConfigProblems", "pydantic_problems"]
 
 
 def _protocol_names() -> tuple[str, ...]:
     from meterlink.core.registry import protocol_names
 
     return protocol_names()
-
-
-class ConfigProblems(MeterlinkError):
-    """Every problem found in one configuration file."""
-
-    def __init__(self, problems: list[ConfigError]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
-
 
 
 

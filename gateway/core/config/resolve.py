@@ -23,14 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from meterlink.core.config.problems import ConfigProblems, pydantic_problems
 from meterlink.core.config.profiles import ProfileError, load_profile
+from meterlink.core.config.resolved import Config, Line, Link, Meter, Point
 from meterlink.core.config.schema import (
     ID_RE,
-    Config,
-    Line,
-    Link,
-    Meter,
     MeterBase,
-    Point,
     ProfileBase,
     SerialLinkConfig,
     SinksConfig,
@@ -174,7 +170,7 @@ def _check_semantics(fc: Any, base: Path, path: Path | None) -> Config:
             baud = lc.baudrate or baud
             parity = lc.parity or parity
         links[lid] = Link(id=lid, config=lc, protocol=carried[0] if carried else "", baudrate=baud, parity=parity,
-                          protocols=carried)
+                          protocols=carried, drivers=tuple((p, known[p].driver) for p in carried))
 
     meters: dict[str, Meter] = {}
     interned: dict[Point, Point] = {}
@@ -237,7 +233,7 @@ def _check_semantics(fc: Any, base: Path, path: Path | None) -> Config:
                  if v is not None and not Path(v).is_absolute()}
         line = None
         link = links.get(m.link)
-        if link is not None and isinstance(link.config, SerialLinkConfig):
+        if link is not None and link.serial:
             line = Line(m.baudrate or link.config.baudrate or plugin.baudrate if len(link.protocols) > 1
                         else m.baudrate or link.baudrate,
                         m.bytesize or link.config.bytesize,
@@ -345,7 +341,7 @@ def check_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigProblems(problems)
     notes = [f"links.{lid}.port: {link.config.port} does not exist (yet?): plug the adapter in or fix the path"
              for lid, link in cfg.links.items()
-             if isinstance(link.config, SerialLinkConfig) and not os.path.exists(link.config.port)]
+             if link.serial and not os.path.exists(link.config.port)]
     return dataclasses.replace(cfg, warnings=cfg.warnings + tuple(notes))
 
 

@@ -1,4 +1,4 @@
-"""The configuration file's shape (pydantic models) and what it resolves to (frozen dataclasses).
+"""The configuration file's shape: pydantic models (what it resolves to: :mod:`meterlink.core.config.resolved`).
 
 Only what every protocol shares lives here: links, sinks, the gateway, and
 the generic parts of a meter, a point and a profile.  Each protocol's own keys
@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
 from meterlink.core.durations import brief, parse_duration
 from meterlink.core.meterclock import check_zone
+from meterlink.core.reading import OBIS_RE
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
-OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 UNITS = ("Wh", "kWh", "MWh", "varh", "kvarh", "Mvarh", "VAh", "kVAh", "W", "kW", "MW", "var", "kvar",
@@ -285,110 +283,3 @@ def file_model(names: tuple[str, ...] | None = None) -> type[BaseModel]:
                         journal=(JournalConfig, Field(default_factory=JournalConfig)),
                         links=(dict[str, LinkConfig], ...), meters=(dict[str, meter], ...),
                         sinks=(SinksConfig, Field(default_factory=SinksConfig)), http=(HttpConfig | None, None))
-
-
-# --- resolved: what the scheduler and the drivers work with -------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """A serial line's settings: what ``9600 8N1`` says."""
-
-    baudrate: int = 9600
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Point:
-    """A point with every default applied (profile defaults, meter interval).
-
-    Each protocol resolves its points to a subclass carrying where the value
-    lives on the meter (a register, a DI, an OAD, an object); ``signed`` says
-    whether the value may be negative, so an energy of it may fall.
-    """
-
-    obis: str
-    name: str
-    unit: str
-    interval: float
-    signed: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Meter:
-    id: str
-    link: str
-    protocol: str
-    address: Any
-    points: tuple[Point, ...]
-    config: Any  # the protocol's meter model instance (MeterBase subclass)
-    line: Line | None = None  # on a serial link: the line this meter speaks
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # the protocol's resolved extras
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Link:
-    id: str
-    config: SerialLinkConfig | TcpLinkConfig
-    protocol: str  # the protocol of its first meter
-    baudrate: int = 9600
-    parity: str = "N"
-    protocols: tuple[str, ...] = ()  # every protocol its meters speak (a mixed bus has several)
-    mixed: bool = False  # several protocols, or meters with their own line settings, share the port
-
-    @property
-    def timeout(self) -> float:
-        return self.config.timeout
-
-    @property
-    def tries(self) -> int:
-        return 1 + self.config.retries
-
-    @property
-    def line(self) -> Line:
-        c = self.config
-        if isinstance(c, SerialLinkConfig):
-            return Line(self.baudrate, c.bytesize, self.parity, c.stopbits)
-        return Line(self.baudrate, 8, self.parity, 1)
-
-    def for_probing(self, timeout: float) -> Link:
-        """This link with a probe's short timeout and no retry: what a scan sends its probes over."""
-        return replace(self, config=self.config.model_copy(update={"timeout": timeout, "retries": 0}))
-
-    def describe(self) -> str:
-        c = self.config
-        if isinstance(c, SerialLinkConfig):
-            return f"{c.port} {self.line}"
-        return f"{c.host}:{c.port}" + (" (rtu framing)" if c.framing == "rtu" else "")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Config:
-    gateway: GatewayConfig
-    journal: JournalConfig
-    links: dict[str, Link]
-    meters: dict[str, Meter]
-    sinks: SinksConfig
-    http: HttpConfig | None
-    path: Path | None = None
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def data_dir(self) -> Path:
-        p = Path(self.gateway.data_dir)
-        if not p.is_absolute() and self.path is not None and self.gateway.data_dir.startswith(".."):
-            return (self.path.parent / p).resolve()
-        return p
-
-    def reads_per_hour(self) -> float:
-        return sum(3600.0 / p.interval for m in self.meters.values() for p in m.points)
-
-    def summary(self) -> str:
-        points = sum(len(m.points) for m in self.meters.values())
-        return (f"{self.path or 'config'}: ok: gateway {self.gateway.id}, {len(self.links)} links, "
-                f"{len(self.meters)} meters, {points} points, {self.reads_per_hour():,.0f} reads per hour")

@@ -27,18 +27,21 @@ import urllib.request
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from meterlink.core import logs
 from meterlink.core.backoff import Backoff
-from meterlink.core.config import InfluxConfig
 from meterlink.core.errors import MeterlinkError
 from meterlink.core.reading import parse_ts
 from meterlink.core.secrets import read_secret
 from meterlink.engine.journal import Journal, Message
 from meterlink.engine.sinks import SinkCounters
+
+if TYPE_CHECKING:
+    from meterlink.core.config import InfluxConfig  # the sink gets its section as Settings of this model
 
 BACKOFF_MAX = 60.0
 _PRECISION = {"s": (WritePrecision.S, 1), "ms": (WritePrecision.MS, 1000), "us": (WritePrecision.US, 10**6),

@@ -23,19 +23,23 @@ import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiomqtt
 
 from meterlink import __version__
 from meterlink.core import logs
 from meterlink.core.backoff import Backoff
-from meterlink.core.config import Meter, MqttConfig
+from meterlink.core.config import Meter
 from meterlink.core.errors import MeterlinkError
 from meterlink.core.reading import format_ts
 from meterlink.core.secrets import read_secret
 from meterlink.engine.commands import BUSY, CommandGate, Handler, answer, handle, request_id
 from meterlink.engine.journal import Journal
 from meterlink.engine.sinks import SinkCounters
+
+if TYPE_CHECKING:
+    from meterlink.core.config import MqttConfig  # the sink gets its section as Settings of this model
 
 # aiomqtt warns once per publish when many are in flight; that is our design, not a problem
 _AIOMQTT_LOG = logging.getLogger("meterlink.aiomqtt")

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from meterlink.core.config import profile_points
 from meterlink.drivers.modbus.plan import plan_blocks, split_block
-from meterlink.drivers.modbus.schema import ModbusPoint
+from meterlink.drivers.modbus.points import ModbusPoint
 
 
 def _point(reg: int, type_: str = "float32", function: str = "input") -> ModbusPoint:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from meterlink.core.config import profile_points
 from meterlink.drivers.modbus.plan import Block, plan_blocks, request_overhead, split_block, wire_registers
-from meterlink.drivers.modbus.schema import ModbusPoint
+from meterlink.drivers.modbus.points import ModbusPoint
 
 
 def _point(reg: int, words: int = 2) -> ModbusPoint:

@@ -1,0 +1,19 @@
+"""The modbus plug-in's description for the registry (the ``meterlink.protocols`` entry point names it).
+
+Apart from the package so that the running gateway, which makes its drivers
+from its resolved links, never imports the schema and pydantic it names.
+"""
+
+from __future__ import annotations
+
+from meterlink.core.registry import Protocol
+from meterlink.drivers.modbus import schema
+
+PROTOCOL = Protocol(
+    name="modbus", title="Modbus RTU / Modbus TCP",
+    meter_model=schema.ModbusMeterConfig, profile_model=schema.ModbusProfileConfig,
+    make_point=schema.make_point, address=schema.address, example_address=1,
+    baudrate=9600, parity="E", framings=("socket", "rtu"), meter_options=schema.meter_options,
+    driver="meterlink.drivers.modbus.driver:ModbusDriver", scan="meterlink.drivers.modbus.scan:scan", scan_order=50,
+    simulator="meterlink.simulators.modbus_cli:add_parser",
+)
