@@ -262,6 +262,9 @@ def _count_calls(obj: Any, names: tuple[str, ...]) -> dict[str, int]:
 async def _pyspy(seconds: float, rate: int) -> str:
     """py-spy attached to this process for ``seconds`` (sampling, without pausing it): raw stacks."""
     exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        raise SystemExit(f"bench.profile: --sampler py-spy needs py-spy beside this Python: "
+                         f"{Path(sys.executable).with_name('pip')} install py-spy (or use --sampler cprofile)")
     with tempfile.NamedTemporaryFile(suffix=".txt") as out:
         proc = await asyncio.create_subprocess_exec(
             str(exe), "record", "--pid", str(os.getpid()), "--duration", str(int(seconds)), "--rate", str(rate),
@@ -346,7 +349,7 @@ def report(r: dict[str, Any]) -> None:
         print(f"  {name:28s} {1e6 * s / max(1, plain['readings']):6.1f} CPU-ms per 1,000 readings")
     c = plain["calls_per_s"]
     print(f"  per second: {c['_commit']:.1f} journal group commits (synchronous=FULL: one fsync each), "
-          f"{c['set_cursor']:.1f} sink cursor writes (autocommit: one fsync each), {c['messages']:.1f} sink reads")
+          f"{c['set_cursor']:.1f} sink cursor moves (stored with the next group commit), {c['messages']:.1f} sink reads")
     print(f"window 2, {r['sampler']} ({prof['wall_s']:.0f} s, {1e6 * prof['cpu_s'] / max(1, prof['readings']):.1f} "
           f"CPU-ms per 1,000 in it): CPU by stage, its share applied to window 1")
     stages = {k: v for k, v in r["stages"].items() if k not in ("profiler", "idle")}

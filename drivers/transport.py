@@ -57,7 +57,7 @@ from typing import Generic, TypeVar
 
 import serial
 
-from meterlink.core.config import Link
+from meterlink.core.config import Line, Link
 from meterlink.core.errors import FrameError, LinkError, MeterTimeout
 from meterlink.drivers.serial_errors import serial_error_text, tcp_error_text
 
@@ -73,26 +73,13 @@ def inter_frame_gap(baudrate: int) -> float:
     return 0.00175 if baudrate > 19200 else 3.5 * BITS_PER_CHAR / baudrate
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """A serial line's settings: what ``9600 8N1`` says."""
-
-    baudrate: int = 9600
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
     """Where a transport goes and how it behaves there; built from a configured link by the driver."""
 
     name: str  # the link id, for logs
     port: str | None = None  # serial device path
-    line: Line = Line()
+    line: Line = Line()  # noqa: RUF009 - a frozen dataclass: one shared default is safe
     host: str | None = None  # TCP
     tcp_port: int = 0
     timeout: float = 1.0

@@ -293,6 +293,35 @@ def decode_at(raw: bytes, offset: int, type_: str, word_order: str = "big", scal
     return value if scale == 1 else value * scale
 
 
+_F32_FROM = _UNPACK["float32"].unpack_from
+
+
+def decode_block(raw: bytes, layout: Sequence[tuple[int, str, str, Decimal]]) -> list[Decimal | ImpossibleValue]:
+    """The values of a block's points, ``layout`` giving each one's (register offset, type, word order, scale).
+
+    A value that is NaN or infinite comes back as its :class:`ImpossibleValue`,
+    so one bad register spoils only its own point.  The common point of a
+    power meter (a big-endian float32, scale 1) is unpacked and converted in
+    place: a third of :func:`decode_at`'s time, for every point of every poll.
+    """
+    out: list[Decimal | ImpossibleValue] = []
+    last = len(raw) - 4
+    for offset, type_, word_order, scale in layout:
+        start = 2 * offset
+        if type_ == "float32" and word_order == "big" and scale == 1 and 0 <= start <= last:
+            (x,) = _F32_FROM(raw, start)
+            try:
+                out.append(float32_decimal(x))
+            except ValueError:  # NaN or infinity: float32_decimal keeps no such value
+                out.append(ImpossibleValue(f"float32 register holds {x}"))
+            continue
+        try:
+            out.append(decode_at(raw, offset, type_, word_order, scale))
+        except ImpossibleValue as exc:
+            out.append(exc)
+    return out
+
+
 def encode_value(value: Decimal | float, type_: str, word_order: str = "big", scale: Decimal = Decimal(1)) -> list[int]:
     """Register words that hold ``value`` (the inverse of :func:`decode_value`, for the simulators)."""
     v = Decimal(str(value)) if isinstance(value, float) else value

@@ -47,7 +47,7 @@ from meterlink.drivers.modbus.codec import (
     ReadRequest,
     ReadResponse,
     Response,
-    decode_at,
+    decode_block,
     decode_rtu_reply,
     encode_rtu,
     exception_text,
@@ -154,14 +154,11 @@ class ModbusDriver:
                     continue
                 results.extend(PointResult.invalid(p, str(exc)) for p in block.points)
                 continue
-            raw = registers_to_bytes(words)
-            for p in block.points:
-                try:
-                    value = decode_at(raw, (p.register or 0) - block.address, p.type, p.word_order, p.scale)
-                except ImpossibleValue as exc:
-                    results.append(PointResult.invalid(p, f"impossible value: {exc}"))
-                    continue
-                results.append(PointResult(p, value))  # positional: this runs per point
+            for p, value in zip(block.points, decode_block(registers_to_bytes(words), block.layout), strict=True):
+                if value.__class__ is ImpossibleValue:
+                    results.append(PointResult.invalid(p, f"impossible value: {value}"))
+                else:
+                    results.append(PointResult(p, value))  # positional: this runs per point
         return results
 
     async def _transact(self, meter: Meter, block: Block) -> list[int]:

@@ -32,7 +32,8 @@ registers a block may bridge; ``max_gap: 0`` never reads an unmapped register.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from meterlink.drivers.modbus.points import ModbusPoint
 
@@ -62,6 +63,13 @@ class Block:
     address: int
     count: int
     points: tuple[ModbusPoint, ...]
+    # each point's (register offset in the block, type, word order, scale): codec.decode_block's layout,
+    # made once per plan instead of once per poll
+    layout: tuple[tuple[int, str, str, Decimal], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", tuple((p.register - self.address, p.type, p.word_order, p.scale)
+                                                 for p in self.points))
 
     @property
     def span(self) -> tuple[str, int, int]:

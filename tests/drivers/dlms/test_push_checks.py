@@ -107,8 +107,8 @@ def test_dlms_serial_link_keeps_its_line_settings() -> None:
     cfg = parse_config({"links": {"l": SERIAL}, "meters": {"m": {"link": "l", "protocol": "dlms", "address": {},
                                                                  "profile": "dlms-generic-1phase"}}})
     assert cfg.links["l"].baudrate == 2400 and cfg.links["l"].parity == "E"  # E450-class 2400 8E1
+    from meterlink.core.config import Line
     from meterlink.drivers.dlms.driver import DlmsDriver
-    from meterlink.drivers.transport import Line
 
     link = DlmsDriver(cfg.links["l"])._byte_link()
     assert link.endpoint.is_serial

@@ -198,3 +198,29 @@ def test_block_decode_equals_point_decode(words: list[int], type_: str, order: s
     except ImpossibleValue:
         got = ImpossibleValue
     assert got == expected
+
+
+def test_decode_block_one_bad_register_spoils_only_its_point() -> None:
+    """SDM630 input registers 0x0000-0x0005, phase 1-3 line to neutral volts, float32 high word first (Eastron
+    SDM630-Modbus V2 user manual, table 1.2.1; config/profiles/eastron-sdm630.yaml), with L2 sending NaN, then a
+    DTSU666-style uint16 at 0.1 V and the little-endian float32 of test_decode_value_exact."""
+    words = [0x4366, 0x199A, 0x7FC0, 0x0000, 0x4367, 0x0000, 0x08FE, 0x51EC, 0x449A]
+    layout = [(0, "float32", "big", Decimal(1)), (2, "float32", "big", Decimal(1)), (4, "float32", "big", Decimal(1)),
+              (6, "uint16", "big", Decimal("0.1")), (7, "float32", "little", Decimal(1))]
+    got = codec.decode_block(codec.registers_to_bytes(words), layout)
+    assert got[0] == Decimal("230.1") and got[2] == Decimal("231") and got[3] == Decimal("230.2")
+    assert got[4] == Decimal("1234.56")
+    assert isinstance(got[1], ImpossibleValue) and "nan" in str(got[1])
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=8), st.sampled_from(list(codec.WORDS)),
+       st.sampled_from(["big", "little"]), st.integers(0, 3), st.sampled_from(["1", "0.1"]))
+def test_decode_block_equals_decode_at(words: list[int], type_: str, order: str, offset: int, scale: str) -> None:
+    assume(offset + codec.WORDS[type_] <= len(words))
+    raw = codec.registers_to_bytes(words)
+    try:
+        expected: Decimal | type = codec.decode_at(raw, offset, type_, order, Decimal(scale))
+    except ImpossibleValue:
+        expected = ImpossibleValue
+    (got,) = codec.decode_block(raw, [(offset, type_, order, Decimal(scale))])
+    assert (ImpossibleValue if isinstance(got, ImpossibleValue) else got) == expected
