@@ -55,8 +55,8 @@ class Reading(NamedTuple):
 
 def format_ts(ts: datetime) -> str:
     """UTC, ISO 8601 with milliseconds and ``Z``, as CONTRACT section 5 writes time stamps."""
-    ts = ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    ts = ts.astimezone(UTC) if ts.tzinfo is not None else ts
+    return f"{ts.replace(tzinfo=None).isoformat(timespec='milliseconds')}Z"  # C, a third cheaper than strftime
 
 
 def parse_ts(text: str) -> datetime:

@@ -62,7 +62,13 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meter_ts (            -- newest meter time stamp journaled per meter and point
     meter TEXT NOT NULL, obis TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (meter, obis));
+-- the max_age check every few seconds (OLDER_THAN): without it, a scan of every row, which on a
+-- full journal (1 GiB, ~175,000 rows of 6 KB) cost ~0.2 s of CPU each time
+CREATE INDEX IF NOT EXISTS batches_ts ON batches (ts);
 """
+# The newest row older than max_age.  INDEXED BY: without it SQLite answers max(id) by walking the
+# rows from the newest id down, i.e. all of them when none is old (tests/test_journal_bounds.py).
+OLDER_THAN = "SELECT coalesce(max(id), 0) FROM batches INDEXED BY batches_ts WHERE ts < ?"
 
 EPOCH_KEY = "journal.epoch"
 OPENED_KEY = "journal.opened"
@@ -735,8 +741,7 @@ class Journal:
         with self._db_lock:
             db = self.db
             taken = self._taken()
-            old = db.execute("SELECT coalesce(max(id), 0) FROM batches WHERE ts < ?",
-                             (now - self.max_age,)).fetchone()[0]
+            old = db.execute(OLDER_THAN, (now - self.max_age,)).fetchone()[0]
             if old:
                 dropped += self._delete_upto(old, taken)
         while self.used_bytes() > self.max_bytes:

@@ -107,8 +107,8 @@ class _Held:
 
 
 def local_offset() -> float:
-    off = datetime.now().astimezone().utcoffset()
-    return off.total_seconds() if off else 0.0
+    """The local time's offset from UTC now, in seconds (DST included): what aligns polls to local moments."""
+    return float(time.localtime().tm_gmtoff)
 
 
 def next_moment(interval: float, after: float, offset: float = 0.0) -> float:
