@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from meterlink.core.config import Meter
-from meterlink.core.reading import Quality, Reading, float32_decimal, reading_from_dict
+from meterlink.core.reading import Quality, Reading, float32_decimal, reading_from_dict, reading_json, readings_json
 from meterlink.drivers.dlms.points import DlmsPoint
 from meterlink.drivers.dlms.schema import DlmsMeterConfig
 
@@ -157,3 +157,18 @@ def test_decimal_text_is_format_f_without_negative_zero() -> None:
     for bad in ("NaN", "Infinity", "-Infinity", "sNaN"):
         with pytest.raises(ValueError):
             decimal_text(Decimal(bad))
+
+
+def test_readings_json_is_the_join_of_each_readings_json() -> None:
+    """The batch path (one time-stamp lookup per poll) must write exactly what reading_json writes, whatever the mix."""
+    ts = datetime(2026, 12, 2, 6, 0, 0, 123456, tzinfo=UTC)
+    rs = [Reading("gw-01", "m-1", "1.0.32.7.0.255", "voltage_l1", Decimal("230.1"), "V", ts),
+          Reading("gw-01", "m-1", "1.0.1.8.0.255", "energy", None, "kWh", ts, None, Quality.INVALID, 'a "bad" reply'),
+          Reading("gw-01", "m-1", "1.0.1.8.0.255", "energy", Decimal("-0"), "kWh", ts, ts),
+          Reading("gw-01", "m-1", "1.0.1.8.0.255", "energy", Decimal("1E+3"), "kWh", ts.replace(second=1)),
+          Reading("gw-01", "m-1", "1.0.14.7.0.255", "frequency", Decimal("50.00"), "Hz", ts)]
+    assert readings_json(rs) == ", ".join(reading_json(r) for r in rs)
+    parsed = json.loads(f"[{readings_json(rs)}]", parse_float=Decimal)
+    assert [p["value"] for p in parsed] == [Decimal("230.1"), None, 0, 1000, Decimal("50.00")]
+    assert parsed[0]["ts"] == "2026-12-02T06:00:00.123Z" and parsed[3]["ts"] == "2026-12-02T06:00:01.123Z"
+    assert readings_json([]) == ""

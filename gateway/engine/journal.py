@@ -44,7 +44,7 @@ from pathlib import Path
 
 from meterlink.core import logs
 from meterlink.core.errors import MeterlinkError
-from meterlink.core.reading import Reading, format_ts, reading_json
+from meterlink.core.reading import Reading, format_ts, readings_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -162,7 +162,7 @@ class _Pending:
 
 
 def readings_body(readings: Sequence[Reading]) -> str:
-    return ", ".join([reading_json(r) for r in readings])
+    return readings_json(readings)
 
 
 def data_message(gateway: str, meter: str, seq: int, ts: datetime, readings: Sequence[Reading] | str, *,
