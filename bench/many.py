@@ -34,13 +34,13 @@ from bench.util import REPO, SimProcess, percentile
 def _child(config_path: str, warmup: float, window: float, out: str) -> None:
     """Runs in the child process: the gateway, then its own figures as JSON."""
     from meterlink.core import logs
-    from meterlink.core.config import load_config
+    from meterlink.core.config import load_validated
     from meterlink.engine.gateway import Gateway
 
     logs.setup("text", "error")
 
     async def run() -> dict[str, Any]:
-        gw = Gateway(load_config(config_path))
+        gw = Gateway(load_validated(config_path))  # as `meterlink run`: validated by a child process
         counted = {"readings": 0, "batches": 0}
 
         def count(meter: str, seq: int, readings: list[Any]) -> None:

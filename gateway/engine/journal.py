@@ -94,10 +94,13 @@ COMMIT_MAX = 2000  # batches in one group commit
 # gathering it costs a little delivery latency and saves an fsync per meter (bench.profile: each
 # commit is ~2 ms of CPU with its fsync).  The writer waits while batches keep arriving, a quiet
 # COMMIT_GATHER at a time, at most COMMIT_GATHER_MAX in all: one commit per wave (a fixed 20 ms
-# split the peer load's waves into 1.6 commits a second), and a slow bus, whose batches come
-# further apart than COMMIT_GATHER, still commits each batch 20 ms after it came.
+# split the peer load's waves into 1.6 commits a second).  A slow bus, whose batches come further
+# apart than COMMIT_GATHER, still commits each batch 20 ms after it came; a steady stream (2,000
+# meters, bench.pipeline) commits as soon as COMMIT_ENOUGH batches share one fsync, since a longer
+# wait would only hold back whoever awaits the commit.
 COMMIT_GATHER = 0.02
-COMMIT_GATHER_MAX = 0.1
+COMMIT_GATHER_MAX = 0.06
+COMMIT_ENOUGH = 64
 # Sink cursors are stored with the next group commit, or after this long when no reading is
 # being written; a crash in between only means rows delivered again (at least once).
 CURSOR_FLUSH_EVERY = 1.0
@@ -604,7 +607,7 @@ class Journal:
         while seen < COMMIT_MAX and waited < COMMIT_GATHER_MAX:
             await asyncio.sleep(COMMIT_GATHER)
             waited += COMMIT_GATHER
-            if len(self._pending) == seen:  # quiet: the wave is in
+            if len(self._pending) == seen or len(self._pending) >= COMMIT_ENOUGH:  # quiet, or enough for one fsync
                 return
             seen = len(self._pending)
 
