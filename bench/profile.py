@@ -58,7 +58,6 @@ STAGES = (
 )
 _DECODE = {"float32_decimal", "float64_decimal", "_plain"}
 _JSON = {"reading_json", "readings_json", "decimal_text", "_json_head", "_json_unit", "_ts_text", "format_ts",
-         "readings_body",
          "data_message", "_pending", "to_json"}
 _READING = {"to_readings", "convert_unit", "invalid"}
 

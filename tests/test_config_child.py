@@ -63,3 +63,19 @@ def test_problems_come_back_as_the_lines_check_prints(tmp_path: Path) -> None:
         load_validated(path)
     assert [str(p) for p in there.value.problems] == [str(p) for p in here.value.problems]
     assert any(p.key_path == "links.t.timout" for p in there.value.problems)
+
+
+def test_the_lazy_package_names_what_it_loads() -> None:
+    """``meterlink.core.config`` loads each public name from the module ``_WHERE`` says (PEP 562); the imports
+    under TYPE_CHECKING tell static readers the same: the two lists must agree, and every name must load."""
+    import ast
+
+    import meterlink.core.config as package
+
+    tree = ast.parse(Path(package.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    typed = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom)
+             for alias in node.names}
+    where = {name: m if "." in m else f"meterlink.core.config.{m}" for name, m in package._WHERE.items()}
+    assert typed == where
+    assert all(getattr(package, name) is not None for name in package.__all__)

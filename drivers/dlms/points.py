@@ -1,9 +1,4 @@
-"""What a dlms point resolves to: what the driver reads.
-
-Apart from ``schema`` (the configuration's pydantic models) so that the
-running gateway, which receives its configuration resolved
-(``meterlink.core.config.child``), imports no pydantic.
-"""
+"""What a dlms point resolves to: what the driver reads (no pydantic: see ``core/config/resolved.py``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The dlms plug-in's description for the registry (the ``meterlink.protocols`` entry point names it).
-
-Apart from the package so that the running gateway, which makes its drivers
-from its resolved links, never imports the schema and pydantic it names.
-"""
+"""DLMS/COSEM as a plug-in (the ``meterlink.protocols`` entry point): HDLC at 9600 8N1, or the TCP wrapper."""
 
 from __future__ import annotations
 

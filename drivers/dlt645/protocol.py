@@ -1,8 +1,4 @@
-"""The dlt645 plug-in's description for the registry (the ``meterlink.protocols`` entry point names it).
-
-Apart from the package so that the running gateway, which makes its drivers
-from its resolved links, never imports the schema and pydantic it names.
-"""
+"""DL/T 645-2007 and -1997 as a plug-in (the ``meterlink.protocols`` entry point): 2400 8E1, scanned first."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The dlt698 plug-in's description for the registry (the ``meterlink.protocols`` entry point names it).
-
-Apart from the package so that the running gateway, which makes its drivers
-from its resolved links, never imports the schema and pydantic it names.
-"""
+"""DL/T 698.45 as a plug-in (the ``meterlink.protocols`` entry point): 2400 8E1, frozen records as extra points."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""What a Modbus point resolves to, and a resolved meter's planner limits: what the driver and planner read.
-
-Apart from ``schema`` (the configuration's pydantic models) so that the
-running gateway, which receives its configuration resolved
-(``meterlink.core.config.child``), imports no pydantic.
-"""
+"""What a Modbus point resolves to, and a meter's planner limits (no pydantic: see ``core/config/resolved.py``)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from meterlink import __version__
 from meterlink.core import logs
 from meterlink.core.errors import ConfigError, ConfigProblems, MeterlinkError
-from meterlink.core.registry import protocol_names, protocols
+from meterlink.core.registry import load, protocol_names, protocols
 
 if TYPE_CHECKING:
     from meterlink.core.config import Config
@@ -112,7 +112,7 @@ def _simulators(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="protocol", required=True, parser_class=type(p))
     for proto in protocols().values():
         if proto.simulator:
-            proto.load(proto.simulator)(sub)
+            load(proto.simulator)(sub)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -71,12 +71,12 @@ async def _watchdog(notifier: Notifier, liveness: Liveness, interval: float) -> 
 def _settle_gc() -> None:
     """After start-up: the cyclic collector stops re-scanning start-up objects, and runs less often.
 
-    Everything built while starting (modules, the configuration, pydantic's
-    validators, ~50,000 objects) lives until exit: ``gc.freeze`` takes it out
-    of the collector's view.  A busy gateway makes a few thousand short-lived
-    objects a second (readings, their results), almost all freed by reference
-    counting; collecting young objects every 700 allocations cost ~2 % of the
-    CPU on the peer load (issue 14), every 10,000 is plenty.
+    Everything built while starting (modules, the configuration, the drivers'
+    plans) lives until exit: ``gc.freeze`` takes it out of the collector's
+    view.  A busy gateway makes a few thousand short-lived objects a second
+    (readings, their results), almost all freed by reference counting;
+    collecting young objects every 700 allocations cost ~2 % of the CPU on
+    the peer load (issue 14), every 10,000 is plenty.
     """
     gc.collect()
     gc.freeze()

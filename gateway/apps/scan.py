@@ -17,7 +17,7 @@ import time
 from meterlink.core.config import Config
 from meterlink.core.durations import parse_duration
 from meterlink.core.errors import MeterlinkError
-from meterlink.core.registry import protocols
+from meterlink.core.registry import load, protocols
 
 PLAIN_EVERY_S = 5.0
 
@@ -81,7 +81,7 @@ async def scan_link(cfg: Config, link_id: str, id_range: str | None, addresses_f
     tried: list[str] = []
     for name in order:
         plugin = scanners[name]
-        scan = plugin.load(plugin.scan)  # type: ignore[arg-type]
+        scan = load(plugin.scan)  # type: ignore[arg-type]
         try:
             found = await scan(dataclasses.replace(link, protocol=name, protocols=(name,), mixed=False),
                                id_range=id_range, addresses_file=addresses_file, timeout=probe,

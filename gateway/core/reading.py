@@ -114,26 +114,8 @@ def reading_json(r: Reading) -> str:
 
 
 def readings_json(readings: Sequence[Reading]) -> str:
-    """The readings of one poll as the comma-separated body of a data message (CONTRACT section 6).
-
-    The same text as joining :func:`reading_json`, with the common good
-    reading of a poll made inline: its time stamp's text looked up once per
-    poll, not once per reading (this runs for every reading on the hot path).
-    """
-    parts = []
-    ts: datetime | None = None
-    ts_text = ""
-    for r in readings:
-        value = r.value
-        if r.meter_ts is None and r.error is None and r.quality is Quality.GOOD and value is not None:
-            if r.ts is not ts:
-                ts = r.ts
-                ts_text = _ts_text(ts)
-            parts.append(f'{_json_head(r.gateway, r.meter, r.obis, r.name)}{decimal_text(value)}'
-                         f'{_json_unit(r.unit)}{ts_text}{_GOOD}')
-        else:
-            parts.append(reading_json(r))
-    return ", ".join(parts)
+    """The readings of one poll as the comma-separated body of a data message (CONTRACT section 6)."""
+    return ", ".join([reading_json(r) for r in readings])
 
 
 def reading_from_dict(d: dict[str, object]) -> Reading:
@@ -255,9 +237,13 @@ def _float32_decimal(x: float) -> Decimal:
     # 6 digits round-trip, %g's trimmed text is the shortest: one try for almost every meter value,
     # taken first without the loop's machinery (this runs for every new value a meter sends).
     text = f"{x:.6g}"
-    if "e" not in text and _F32.pack(float(text)) == target:
-        return Decimal(text)
-    for digits in range(6, 10):
+    if "e" not in text:  # below 1e6: the 6-digit try cannot overflow, and needs no exponent undone
+        if _F32.pack(float(text)) == target:
+            return Decimal(text)
+        first = 7
+    else:
+        first = 6
+    for digits in range(first, 10):
         text = f"{x:.{digits}g}"
         try:
             if _F32.pack(float(text)) == target:

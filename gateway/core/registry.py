@@ -6,6 +6,11 @@ description and names it in one line of its distribution's metadata::
     [project.entry-points."meterlink.protocols"]
     modbus = "meterlink.drivers.modbus.protocol:PROTOCOL"
 
+The description lives in the package's ``protocol`` module, not its
+``__init__``: it names the schema (pydantic), and a running gateway imports
+the package for its driver alone (``create_driver`` takes the driver's name
+from the resolved link).
+
 The core names no protocol: the configuration schema, the engine and the apps
 learn each protocol's point keys, meter keys, address rules, line defaults,
 driver, scan and simulator from its description.  So the next protocol is a
@@ -70,10 +75,6 @@ class Protocol:
     scan: str | None = None  # "module:function": (link, *, id_range, addresses_file, timeout, progress, note)
     scan_order: int = 100  # with no --protocol, cheaper scans go first
     simulator: str | None = None  # "module:add_parser" for ``meterlink simulate <name>``
-
-    def load(self, target: str) -> Any:
-        """The object a ``module:attribute`` target names, imported now."""
-        return load(target)
 
 
 def load(target: str) -> Any:

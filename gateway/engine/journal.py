@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS meter_ts (            -- newest meter time stamp jour
 CREATE INDEX IF NOT EXISTS batches_ts ON batches (ts);
 """
 # The newest row older than max_age.  INDEXED BY: without it SQLite answers max(id) by walking the
-# rows from the newest id down, i.e. all of them when none is old (tests/test_journal_bounds.py).
+# rows from the newest id down, i.e. all of them when none is old (tests/test_journal.py).
 OLDER_THAN = "SELECT coalesce(max(id), 0) FROM batches INDEXED BY batches_ts WHERE ts < ?"
 
 EPOCH_KEY = "journal.epoch"
@@ -86,6 +86,8 @@ def queue_bound(points_per_wave: int) -> int:
     waves also carry one wave's commit being late.
     """
     return max(QUEUE_BYTES, 2 * points_per_wave * QUEUED_POINT_BYTES)
+
+
 RETRY_EVERY = 1.0  # seconds between write attempts while the journal cannot be written
 LOW_SPACE = 256 << 10  # bytes free on the journal's filesystem below which a failed write is "disk full"
 WAL_HEADER = 32  # bytes: a write-ahead log that was written to is at least this long
@@ -164,14 +166,10 @@ class _Pending:
         self.size = len(self.body) + len(self.meter) + 160  # the head of the message and the row's overhead
 
 
-def readings_body(readings: Sequence[Reading]) -> str:
-    return readings_json(readings)
-
-
 def data_message(gateway: str, meter: str, seq: int, ts: datetime, readings: Sequence[Reading] | str, *,
                  epoch: str = "") -> str:
     """CONTRACT section 6 data message, with each reading as section 5 writes it."""
-    body = readings if isinstance(readings, str) else readings_body(readings)
+    body = readings if isinstance(readings, str) else readings_json(readings)
     return (f'{{"gateway": {json.dumps(gateway)}, "meter": {json.dumps(meter)}, "epoch": {json.dumps(epoch)}, '
             f'"seq": {seq}, "ts": "{format_ts(ts)}", "readings": [{body}]}}')
 
@@ -822,6 +820,6 @@ class Journal:
 
 def _pending(meter: str, ts: datetime, readings: Sequence[Reading]) -> _Pending:
     stamps = [(r.obis, r.meter_ts.timestamp()) for r in readings if r.meter_ts is not None]
-    return _Pending(meter, ts, len(readings), readings_body(readings), stamps)
+    return _Pending(meter, ts, len(readings), readings_json(readings), stamps)
 
 

@@ -24,14 +24,7 @@ _WHERE = {
     "load_validated": "child",
 }
 
-__all__ = [  # noqa: RUF022 - the names of _WHERE, sorted
-    "Config", "ConfigProblems", "DefaultsBase", "Duration", "GatewayConfig", "HttpConfig", "InfluxConfig",
-    "JournalConfig", "Line", "Link", "MAX_YAML_BYTES", "MAX_YAML_NODES", "Meter", "MeterBase", "MqttConfig",
-    "OBIS_RE", "Obis", "Point", "PointBase", "ProfileBase", "Scale", "SerialLinkConfig", "Settings", "SinksConfig",
-    "TcpLinkConfig", "TimeSyncConfig", "TlsConfig", "UNITS", "check_config", "check_files", "file_model",
-    "load_config", "load_validated", "load_yaml", "parse_config", "profile_points", "protocol_models",
-    "pydantic_problems", "read_text_file", "referenced_files", "resolve_points", "to_decimal", "validated",
-]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
